@@ -1,0 +1,40 @@
+"""Make the bundled tool binaries findable offline, before anything imports `sling` or starts dbt, dlt or Dagster.
+
+- Sling: its Python wrapper downloads a Go binary at import unless SLING_BINARY points at one; the
+  `sling-linux-amd64` wheel ships it. Sling writes DuckDB through the DuckDB CLI (DUCKDB_PATH, from the `duckdb-cli`
+  wheel) and must use extensions installed from wheels, not download them.
+- Telemetry: dbt, dlt and Dagster phone home unless told not to.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+
+def _duckdb_cli() -> str | None:
+    candidate = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for site in [*map(Path, sys.path), candidate / "site-packages"]:
+        binary = site / "duckdb_cli" / "duckdb"
+        if binary.is_file():
+            return str(binary)
+    return None
+
+
+def configure_offline_tools() -> None:
+    """Idempotent; respects values the user already set."""
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("SLING_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DUCKDB_USE_INSTALLED_EXTENSIONS", "true")
+    if "SLING_BINARY" not in os.environ:
+        try:
+            import sling_linux_amd64
+
+            os.environ["SLING_BINARY"] = sling_linux_amd64.SLING_BIN
+        except ImportError:  # other platforms: the sling wrapper's own download applies
+            pass
+    if "DUCKDB_PATH" not in os.environ and (cli := _duckdb_cli()):
+        os.environ["DUCKDB_PATH"] = cli

@@ -1,0 +1,1 @@
+"""Shared mechanisms the source slices import: the asset-key rule, the dbt translator, the warehouse resource."""

@@ -1,0 +1,70 @@
+"""The warehouse every extractor and dbt write: a DuckDB file or a MotherDuck database, from the environment."""
+
+from __future__ import annotations
+
+import dagster as dg
+import dlt
+import duckdb
+
+from orchestration.environment import Environment, open_for_write
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """Where this process writes. Built from `environment.resolve()`; tests build it on a temp file."""
+
+    env_name: str
+    location: str  # absolute DuckDB file path or `md:<database>`
+    prod_location: str | None = None
+    data_dir: str
+
+    @classmethod
+    def from_environment(cls, env: Environment) -> WarehouseResource:
+        return cls(
+            env_name=env.name,
+            location=env.warehouse,
+            prod_location=env.prod_warehouse,
+            data_dir=str(env.data_dir),
+        )
+
+    @property
+    def environment(self) -> Environment:
+        from pathlib import Path
+
+        return Environment(
+            name=self.env_name,
+            warehouse=self.location,
+            data_dir=Path(self.data_dir),
+            prod_warehouse=self.prod_location,
+        )
+
+    @property
+    def is_motherduck(self) -> bool:
+        return self.location.startswith("md:")
+
+    def checked_location(self) -> str:
+        """The location, after the prod-write guard; creates the parent folder of a local file."""
+        location = open_for_write(self.environment, self.location)
+        if not self.is_motherduck:
+            from pathlib import Path
+
+            Path(location).parent.mkdir(parents=True, exist_ok=True)
+        return location
+
+    def dlt_destination(self):
+        location = self.checked_location()
+        if self.is_motherduck:
+            return dlt.destinations.motherduck(credentials=location)
+        return dlt.destinations.duckdb(credentials=location)
+
+    def dlt_pipeline(self, pipeline_name: str, dataset_name: str) -> dlt.Pipeline:
+        """A dlt pipeline into this warehouse, with its local state kept per environment."""
+        return dlt.pipeline(
+            pipeline_name=pipeline_name,
+            destination=self.dlt_destination(),
+            dataset_name=dataset_name,
+            pipelines_dir=str(self.environment.dlt_pipelines_dir),
+        )
+
+    def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        location = self.location if read_only else self.checked_location()
+        return duckdb.connect(location, read_only=read_only)
