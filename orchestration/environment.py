@@ -171,3 +171,35 @@ def open_for_write(env: Environment, location: str) -> str:
             f"refusing to open the prod warehouse {target} for writing from the {env.name} environment"
         )
     return target
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where each source is. Unset means the bundled demo: sample CSVs, NeoWs replay server, demo PostgreSQL."""
+
+    files_drop_location: str
+    shop_postgres_url: str | None
+    nasa_base_url: str | None
+    nasa_api_key_env: str | None  # the name of the variable holding the key, never the key itself
+
+    @property
+    def uses_demo(self) -> dict[str, bool]:
+        return {
+            "files": self.files_drop_location == str(DEMO_DROPS),
+            "nasa": not (self.nasa_api_key_env or self.nasa_base_url),
+            "shop": not self.shop_postgres_url,
+        }
+
+
+DEMO_DROPS = REPO_ROOT / "extract" / "files" / "demo_drops"
+
+
+def source_settings(environ: Mapping[str, str] | None = None) -> SourceSettings:
+    environ = os.environ if environ is None else environ
+    drops = environ.get("ELT_FILES_DROP_DIR")
+    return SourceSettings(
+        files_drop_location=_normalize(drops) if drops else str(DEMO_DROPS),
+        shop_postgres_url=environ.get("ELT_SHOP_POSTGRES_URL") or None,
+        nasa_base_url=environ.get("ELT_NASA_BASE_URL") or None,
+        nasa_api_key_env="NASA_API_KEY" if environ.get("NASA_API_KEY") else None,
+    )

@@ -1,0 +1,155 @@
+"""`elt`: run the pipeline through Dagster, open the Dagster UI, and show the resolved environment."""
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from orchestration.environment import EnvironmentConfigError, resolve, source_settings
+
+DAGSTER_YAML = """\
+# Written by `elt` for the local Dagster instance.
+telemetry:
+  enabled: false
+concurrency:
+  pools:
+    default_limit: 1  # one writer per DuckDB warehouse (pool `duckdb_warehouse`)
+"""
+
+console = Console()
+
+
+def prepare_dagster_home(dagster_home: Path) -> Path:
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dagster_home
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    success: bool
+    failed_steps: list[str]
+    checks_passed: int
+    checks_failed: list[str]
+    table_rows: list[tuple[str, int]]
+    warehouse: str
+
+    @property
+    def ok(self) -> bool:
+        return self.success and not self.checks_failed
+
+
+def warehouse_row_counts(location: str) -> list[tuple[str, int]]:
+    """Rows in every raw table and mart (dlt's bookkeeping tables left out)."""
+    import duckdb
+
+    with duckdb.connect(location, read_only=True) as con:
+        tables = con.sql(
+            """
+            select table_schema, table_name from information_schema.tables
+            where table_catalog = current_database()
+              and (table_schema like 'raw\\_%' escape '\\' or table_schema = 'marts')
+              and table_name not like '\\_dlt\\_%' escape '\\'
+            order by table_schema like 'raw%' desc, table_schema, table_name
+            """
+        ).fetchall()
+        return [
+            (f"{schema}.{table}", con.sql(f'select count(*) from "{schema}"."{table}"').fetchone()[0])
+            for schema, table in tables
+        ]
+
+
+def run_pipeline(env=None, sources=None, instance=None) -> RunSummary:
+    """Materialize the whole asset graph once, in this process, as production would (the same definitions)."""
+    import dagster as dg
+
+    from orchestration.definitions import ALL_ASSETS_JOB, build_definitions
+
+    env = env or resolve()
+    sources = sources or source_settings()
+    if instance is None:
+        prepare_dagster_home(env.dagster_home)
+        instance = dg.DagsterInstance.get()
+    job = build_definitions(env, sources).resolve_job_def(ALL_ASSETS_JOB)
+    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    failed_steps = [event.step_key for event in result.all_events if event.is_step_failure]
+    evaluations = result.get_asset_check_evaluations()
+    checks_failed = sorted(
+        f"{'/'.join(e.asset_key.path)}: {e.check_name}" for e in evaluations if not e.passed
+    )
+    rows = warehouse_row_counts(env.warehouse) if env.is_motherduck or Path(env.warehouse).exists() else []
+    return RunSummary(
+        success=result.success,
+        failed_steps=failed_steps,
+        checks_passed=sum(1 for e in evaluations if e.passed),
+        checks_failed=checks_failed,
+        table_rows=rows,
+        warehouse=env.warehouse,
+    )
+
+
+def print_summary(summary: RunSummary) -> None:
+    table = Table(title="ELT run summary", show_lines=False)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in summary.table_rows:
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    status = "[green]passed[/green]" if not summary.checks_failed else "[red]FAILED[/red]"
+    console.print(f"dbt tests: {summary.checks_passed} passed, {len(summary.checks_failed)} failed -> {status}")
+    for failed in summary.checks_failed:
+        console.print(f"  [red]failed[/red] {failed}")
+    for step in summary.failed_steps:
+        console.print(f"  [red]step failed[/red] {step}")
+    console.print(f"warehouse: {summary.warehouse}")
+    console.print("[green]OK[/green]" if summary.ok else "[red]the run failed: see above[/red]")
+
+
+@click.group()
+def main() -> None:
+    """The ELT platform: extract with dlt and Sling, transform with dbt, orchestrate with Dagster."""
+
+
+@main.command()
+def run() -> None:
+    """Run the whole pipeline (every extract and `dbt build`) through Dagster, then print a summary."""
+    try:
+        summary = run_pipeline()
+    except EnvironmentConfigError as error:
+        raise click.ClickException(str(error)) from error
+    print_summary(summary)
+    sys.exit(0 if summary.ok else 1)
+
+
+@main.command()
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dev(dagster_args: tuple[str, ...]) -> None:
+    """Start the Dagster UI (`dagster dev`) on this environment's instance."""
+    env = resolve()
+    prepare_dagster_home(env.dagster_home)
+    dagster = Path(sys.executable).parent / "dagster"
+    os.execv(str(dagster), [str(dagster), "dev", "-m", "orchestration.definitions", *dagster_args])
+
+
+@main.command(name="env")
+def show_env() -> None:
+    """Print the resolved environment, its warehouse and dbt target, and which variables decided them."""
+    try:
+        env = resolve()
+    except EnvironmentConfigError as error:
+        raise click.ClickException(str(error)) from error
+    console.print(f"environment: {env.name}")
+    console.print(f"warehouse:   {env.warehouse}")
+    console.print(f"dbt target:  {env.dbt_target}")
+    console.print(f"data dir:    {env.data_dir}")
+    for reason in env.reasons:
+        console.print(f"  because {reason}")
+    for source, demo in source_settings().uses_demo.items():
+        console.print(f"source {source}: {'bundled demo' if demo else 'configured'}")

@@ -1,0 +1,52 @@
+"""The only module that knows every slice: it composes them into one asset graph for the resolved environment.
+
+`dagster dev` / `elt dev` load `defs`; tests and the `elt` CLI call `build_definitions()` with their own
+environment (a temp warehouse, a local PostgreSQL, the replay server).
+"""
+
+import dagster as dg
+from dagster_dlt import DagsterDltResource
+
+from orchestration.dbt.assets import WarehouseDbtCliResource, dbt_models
+from orchestration.dbt.project import dbt_project
+from orchestration.environment import Environment, SourceSettings, resolve, source_settings
+from orchestration.files.assets import ShareDropsResource, files_assets
+from orchestration.lib.warehouse import WarehouseResource
+from orchestration.nasa.assets import NasaApiResource, nasa_assets
+from orchestration.shop.assets import ShopPostgresResource, shop_assets
+
+ALL_ASSETS_JOB = "elt_all"
+
+
+def build_definitions(env: Environment, sources: SourceSettings) -> dg.Definitions:
+    all_assets = dg.define_asset_job(ALL_ASSETS_JOB, selection=dg.AssetSelection.all(include_sources=False))
+    nightly = dg.ScheduleDefinition(
+        name="elt_all_daily",
+        job=all_assets,
+        cron_schedule="0 6 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING if env.name == "prod" else dg.DefaultScheduleStatus.STOPPED,
+    )
+    return dg.Definitions(
+        assets=[files_assets, nasa_assets, shop_assets, dbt_models],
+        jobs=[all_assets],
+        schedules=[nightly],
+        resources={
+            "warehouse": WarehouseResource.from_environment(env),
+            "dlt": DagsterDltResource(),
+            "share_drops": ShareDropsResource(location=sources.files_drop_location),
+            "nasa_api": NasaApiResource(
+                api_key=dg.EnvVar(sources.nasa_api_key_env) if sources.nasa_api_key_env else None,
+                base_url=sources.nasa_base_url,
+            ),
+            "shop_postgres": ShopPostgresResource(
+                url=dg.EnvVar("ELT_SHOP_POSTGRES_URL") if sources.shop_postgres_url else None
+            ),
+            "dbt": WarehouseDbtCliResource(
+                project_dir=dbt_project, target=env.dbt_target, env_vars=env.env_for_subprocess()
+            ),
+        },
+    )
+
+
+defs = build_definitions(resolve(), source_settings())
