@@ -1,0 +1,137 @@
+"""The environment model: resolution for each combination of variables, the prod-write guard, and profiles.yml
+resolving the same warehouse through dbt's own renderer."""
+
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from orchestration.environment import (
+    REPO_ROOT,
+    EnvironmentConfigError,
+    ProdWriteRefused,
+    open_for_write,
+    resolve,
+)
+from orchestration.lib.warehouse import WarehouseResource
+
+CASES = [
+    # (variables, expected env, expected warehouse relative to data dir or md:, why)
+    ({}, "dev", "{data}/warehouse/dev.duckdb"),
+    ({"ELT_DEV_DATABASE": "{tmp}/mine.duckdb"}, "dev", "{tmp}/mine.duckdb"),
+    ({"ELT_DEV_DATABASE": "md:dev_alice"}, "dev", "md:dev_alice"),
+    ({"ELT_ENV": "branch", "ELT_BRANCH_ID": "42"}, "branch", "{data}/warehouse/branches/42.duckdb"),
+    (
+        {"ELT_ENV": "branch", "ELT_BRANCH_ID": "pr-7", "ELT_PROD_DATABASE": "md:analytics"},
+        "branch",
+        "md:analytics_clone_pr_7",
+    ),
+    (
+        {"DAGSTER_CLOUD_IS_BRANCH_DEPLOYMENT": "1", "DAGSTER_CLOUD_PULL_REQUEST_ID": "99"},
+        "branch",
+        "{data}/warehouse/branches/99.duckdb",
+    ),
+    ({"ELT_ENV": "prod", "ELT_PROD_DATABASE": "{tmp}/prod.duckdb"}, "prod", "{tmp}/prod.duckdb"),
+    ({"ELT_ENV": "prod", "ELT_PROD_DATABASE": "md:analytics"}, "prod", "md:analytics"),
+    ({"DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod", "ELT_PROD_DATABASE": "md:analytics"}, "prod", "md:analytics"),
+    # an explicit ELT_ENV wins over Dagster+ variables
+    ({"ELT_ENV": "dev", "DAGSTER_CLOUD_DEPLOYMENT_NAME": "prod"}, "dev", "{data}/warehouse/dev.duckdb"),
+]
+
+
+def _fill(variables: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    data = tmp_path / "data"
+    return {"ELT_DATA_DIR": str(data), **{k: v.format(tmp=tmp_path, data=data) for k, v in variables.items()}}
+
+
+@pytest.mark.parametrize(("variables", "name", "warehouse"), CASES)
+def test_resolution(variables, name, warehouse, tmp_path):
+    env = resolve(_fill(variables, tmp_path))
+    assert env.name == name
+    assert env.dbt_target == name
+    assert env.warehouse == warehouse.format(tmp=tmp_path, data=tmp_path / "data")
+    assert env.reasons, "resolution must say why"
+
+
+@pytest.mark.parametrize(("variables", "name", "warehouse"), CASES)
+def test_profiles_yml_agrees_with_environment_module(variables, name, warehouse, tmp_path, monkeypatch):
+    """dbt renders profiles.yml with the same variables and must land on the same warehouse."""
+    from dbt.config.profile import Profile, read_profile
+    from dbt.config.renderer import ProfileRenderer
+    from dbt.flags import set_from_args
+    from dbt_common.context import set_invocation_context
+
+    variables = _fill(variables, tmp_path)
+    for key in ("ELT_ENV", "ELT_DEV_DATABASE", "ELT_BRANCH_ID", "ELT_PROD_DATABASE", "ELT_DATA_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    env = resolve(variables)
+    # dbt reads only ELT_* variables: the environment module hands them over for Dagster+ cases too
+    for key, value in env.env_for_subprocess().items():
+        monkeypatch.setenv(key, value)
+    import os
+
+    set_from_args(Namespace(), None)
+    set_invocation_context(dict(os.environ))
+    profile = Profile.from_raw_profiles(read_profile(str(REPO_ROOT)), "elt_platform", ProfileRenderer({}))
+    assert profile.target_name == env.dbt_target
+    assert str(profile.credentials.path) == env.warehouse
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"ELT_ENV": "staging"}, "ELT_ENV='staging' is not one of dev, branch, prod"),
+        ({"ELT_ENV": "prod"}, "set ELT_PROD_DATABASE"),
+        ({"ELT_ENV": "branch"}, "set ELT_BRANCH_ID"),
+        ({"ELT_ENV": "branch", "ELT_BRANCH_ID": "../../prod"}, "ELT_BRANCH_ID='../../prod'"),
+    ],
+)
+def test_bad_settings_name_the_variable(variables, message, tmp_path):
+    with pytest.raises(EnvironmentConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        resolve(_fill(variables, tmp_path))
+
+
+def test_dev_refuses_to_write_prod(tmp_path):
+    prod = tmp_path / "prod.duckdb"
+    with pytest.raises(ProdWriteRefused, match="refusing to write the prod warehouse"):
+        resolve({"ELT_DEV_DATABASE": str(prod), "ELT_PROD_DATABASE": str(prod)})
+    # the same file through another spelling (relative path, symlink) is still prod
+    (tmp_path / "alias.duckdb").symlink_to(prod)
+    with pytest.raises(ProdWriteRefused):
+        resolve({"ELT_DEV_DATABASE": str(tmp_path / "alias.duckdb"), "ELT_PROD_DATABASE": str(prod)})
+
+
+def test_dev_and_branch_writers_refuse_prod(tmp_path):
+    prod = str(tmp_path / "prod.duckdb")
+    for variables in ({}, {"ELT_ENV": "branch", "ELT_BRANCH_ID": "1"}):
+        env = resolve({**variables, "ELT_DATA_DIR": str(tmp_path), "ELT_PROD_DATABASE": prod})
+        with pytest.raises(ProdWriteRefused):
+            open_for_write(env, prod)
+        # the warehouse resource used by every extractor goes through the same guard
+        resource = WarehouseResource(
+            env_name=env.name, location=prod, prod_location=env.prod_warehouse, data_dir=str(env.data_dir)
+        )
+        with pytest.raises(ProdWriteRefused):
+            resource.checked_location()
+    assert not Path(prod).exists(), "a refused write must not even create the prod file"
+    prod_env = resolve({"ELT_ENV": "prod", "ELT_PROD_DATABASE": prod, "ELT_DATA_DIR": str(tmp_path)})
+    assert open_for_write(prod_env, prod) == prod
+
+
+def test_dbt_refuses_to_build_dev_on_prod(tmp_path):
+    """The on-run-start guard in dbt refuses a dev target pointed at the prod file, even without Python."""
+    import os
+    import subprocess
+    import sys
+
+    prod = str(tmp_path / "prod.duckdb")
+    dbt = Path(sys.executable).parent / "dbt"
+    result = subprocess.run(
+        [str(dbt), "run", "--project-dir", "dbt_project", "--select", "stg_files__share_prices"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ELT_ENV": "dev", "ELT_DEV_DATABASE": prod, "ELT_PROD_DATABASE": prod},
+    )
+    assert result.returncode != 0
+    assert "refusing to write the prod warehouse" in result.stdout + result.stderr
