@@ -1,7 +1,7 @@
 """Share-price CSV drops -> dlt. One file per drop (`YYYY-MM-DD.csv`); reading is columnar (DuckDB -> Arrow).
 
 Raw values are kept as the file wrote them (VARCHAR: `2018/09/28`, `264.7700`); staging in dbt casts them. Each
-row carries its provenance (`_source_file`, `_loaded_at`). Loading is delete-insert on `_source_file`: re-loading a
+row carries its provenance (`_source_file`, `_source_row`, `_loaded_at`). Loading is delete-insert on `_source_file`: re-loading a
 file replaces exactly the rows that came from it, in one transaction, and leaves other files' rows alone.
 """
 
@@ -38,9 +38,14 @@ def read_share_price_file(path: Path, loaded_at: datetime) -> pa.Table:
         raise ValueError(f"{path}: missing required column(s) {', '.join(missing)} in the header")
     table = table.select(list(SHARE_PRICE_COLUMNS))
     rows = table.num_rows
-    return table.append_column(
-        pa.field("_source_file", pa.string(), nullable=False), pa.array([path.name] * rows, pa.string())
-    ).append_column("_loaded_at", pa.array([loaded_at] * rows, pa.timestamp("us", tz="UTC")))
+    provenance = {
+        "_source_file": pa.array([path.name] * rows, pa.string()),
+        "_source_row": pa.array(range(1, rows + 1), pa.int64()),  # 1 = the first data row after the header
+        "_loaded_at": pa.array([loaded_at] * rows, pa.timestamp("us", tz="UTC")),
+    }
+    for name, values in provenance.items():
+        table = table.append_column(pa.field(name, values.type, nullable=False), values)
+    return table
 
 
 @dlt.source(name="share_price_files")
