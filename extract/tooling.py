@@ -38,3 +38,23 @@ def configure_offline_tools() -> None:
             pass
     if "DUCKDB_PATH" not in os.environ and (cli := _duckdb_cli()):
         os.environ["DUCKDB_PATH"] = cli
+
+
+def install_duckdb_extensions(names: tuple[str, ...] = ("httpfs",)) -> None:
+    """Install DuckDB extensions from their PyPI wheels into DuckDB's default extension folder (`~/.duckdb`).
+
+    Sling's DuckDB target pipes rows to the DuckDB CLI through `read_csv('http://localhost...')`, which needs
+    httpfs; offline the CLI cannot download it, and DUCKDB_USE_INSTALLED_EXTENSIONS makes Sling load the
+    installed copy. Idempotent and cheap: skips extensions already installed.
+    """
+    import duckdb
+    import duckdb_extensions
+
+    with duckdb.connect() as con:
+        installed = {
+            row[0]
+            for row in con.sql("select extension_name from duckdb_extensions() where installed").fetchall()
+        }
+        for name in names:
+            if name not in installed:
+                duckdb_extensions.import_extension(name, con=con)

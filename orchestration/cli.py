@@ -55,7 +55,8 @@ def warehouse_row_counts(location: str) -> list[tuple[str, int]]:
             """
             select table_schema, table_name from information_schema.tables
             where table_catalog = current_database()
-              and (table_schema like 'raw\\_%' escape '\\' or table_schema = 'marts')
+              and ((table_schema like 'raw\\_%' escape '\\' and table_schema not like '%\\_staging' escape '\\')
+                   or table_schema = 'marts')
               and table_name not like '\\_dlt\\_%' escape '\\'
             order by table_schema like 'raw%' desc, table_schema, table_name
             """
@@ -66,7 +67,7 @@ def warehouse_row_counts(location: str) -> list[tuple[str, int]]:
         ]
 
 
-def run_pipeline(env=None, sources=None, instance=None) -> RunSummary:
+def run_pipeline(env=None, sources=None, instance=None, log_level: str = "INFO") -> RunSummary:
     """Materialize the whole asset graph once, in this process, as production would (the same definitions)."""
     import dagster as dg
 
@@ -78,7 +79,11 @@ def run_pipeline(env=None, sources=None, instance=None) -> RunSummary:
         prepare_dagster_home(env.dagster_home)
         instance = dg.DagsterInstance.get()
     job = build_definitions(env, sources).resolve_job_def(ALL_ASSETS_JOB)
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    result = job.execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+    )
     failed_steps = [event.step_key for event in result.all_events if event.is_step_failure]
     evaluations = result.get_asset_check_evaluations()
     checks_failed = sorted(

@@ -9,7 +9,7 @@ from orchestration.dbt.project import ensure_manifest
 from orchestration.definitions import build_definitions
 from orchestration.environment import resolve, source_settings
 from orchestration.files.assets import files_assets
-from orchestration.lib.asset_keys import table_asset_key
+from orchestration.lib.asset_keys import raw_table_asset_key
 from orchestration.nasa.assets import nasa_assets
 from orchestration.shop.assets import shop_assets
 
@@ -29,7 +29,7 @@ def manifest():
 def test_every_dbt_source_is_an_extract_asset(asset_graph, manifest):
     extract_keys = {key for assets in (files_assets, nasa_assets, shop_assets) for key in assets.keys}
     source_keys = {
-        table_asset_key(source["schema"], source["identifier"]) for source in manifest["sources"].values()
+        raw_table_asset_key(source["schema"], source["identifier"]) for source in manifest["sources"].values()
     }
     assert source_keys, "the dbt project declares sources"
     orphans = source_keys - extract_keys

@@ -56,5 +56,6 @@ def prune_run_targets(keep: int = KEEP_RUN_TARGETS) -> None:
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: WarehouseDbtCliResource):
     """`dbt build` of the selected models: tests run beside them and a failing test stops what is downstream."""
-    yield from dbt.cli(["build"], context=context).stream().fetch_row_counts()
+    # no .fetch_row_counts(): it keeps a dbt-duckdb connection to the warehouse open in this process after the run
+    yield from dbt.cli(["build"], context=context).stream()
     prune_run_targets()
