@@ -52,8 +52,7 @@ def install_duckdb_extensions(names: tuple[str, ...] = ("httpfs",)) -> None:
 
     with duckdb.connect() as con:
         installed = {
-            row[0]
-            for row in con.sql("select extension_name from duckdb_extensions() where installed").fetchall()
+            row[0] for row in con.sql("select extension_name from duckdb_extensions() where installed").fetchall()
         }
         for name in names:
             if name not in installed:

@@ -86,9 +86,7 @@ def run_pipeline(env=None, sources=None, instance=None, log_level: str = "INFO")
     )
     failed_steps = [event.step_key for event in result.all_events if event.is_step_failure]
     evaluations = result.get_asset_check_evaluations()
-    checks_failed = sorted(
-        f"{'/'.join(e.asset_key.path)}: {e.check_name}" for e in evaluations if not e.passed
-    )
+    checks_failed = sorted(f"{'/'.join(e.asset_key.path)}: {e.check_name}" for e in evaluations if not e.passed)
     rows = warehouse_row_counts(env.warehouse) if env.is_motherduck or Path(env.warehouse).exists() else []
     return RunSummary(
         success=result.success,

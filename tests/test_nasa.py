@@ -91,26 +91,18 @@ def scripted_server(*responses: tuple[int, dict[str, str], str]) -> Iterator[str
 
 def test_replay_answers_a_seven_day_window_and_rejects_eight(nasa_replay_url: str) -> None:
     feed = f"{nasa_replay_url}/neo/rest/v1/feed"
-    week = requests.get(
-        feed, params={"start_date": "2018-09-05", "end_date": "2018-09-11", "api_key": "DEMO_KEY"}
-    )
+    week = requests.get(feed, params={"start_date": "2018-09-05", "end_date": "2018-09-11", "api_key": "DEMO_KEY"})
     assert week.status_code == 200
     body = week.json()
     assert sorted(body["near_earth_objects"]) == [str(DEMO_START + timedelta(days=n)) for n in range(7)]
     assert body["element_count"] == recorded_counts()[0] == sum(map(len, body["near_earth_objects"].values()))
     assert set(body["links"]) == {"next", "prev", "self"}
 
-    eight = requests.get(
-        feed, params={"start_date": "2018-09-05", "end_date": "2018-09-12", "api_key": "DEMO_KEY"}
-    )
+    eight = requests.get(feed, params={"start_date": "2018-09-05", "end_date": "2018-09-12", "api_key": "DEMO_KEY"})
     assert eight.status_code == 400 and "7 Days" in eight.json()["error_message"]
-    malformed = requests.get(
-        feed, params={"start_date": "2018-9-5", "end_date": "2018-09-06", "api_key": "x"}
-    )
+    malformed = requests.get(feed, params={"start_date": "2018-9-5", "end_date": "2018-09-06", "api_key": "x"})
     assert malformed.status_code == 400
-    missing = requests.get(
-        feed, params={"start_date": "2018-09-04", "end_date": "2018-09-05", "api_key": "x"}
-    )
+    missing = requests.get(feed, params={"start_date": "2018-09-04", "end_date": "2018-09-05", "api_key": "x"})
     assert missing.status_code == 404 and "2018-09-04" in missing.json()["error_message"]
 
 
@@ -146,19 +138,12 @@ def test_source_loads_the_demo_window(nasa_replay_url: str, tmp_path: Path) -> N
         where a.neo_reference_id = '3158122' and a.close_approach_date = date '2018-09-05'
         """,
     ) == [("(2003 QB30)", False, "16315955", "2018-09-05")]
-    assert query(
-        warehouse, "select count(*) from raw_nasa.asteroids where is_potentially_hazardous_asteroid"
-    )[0][0]
-    recurring = (
-        "select count(*) from "
-        "(select neo_reference_id from raw_nasa.asteroids group by 1 having count(*) > 1)"
-    )
+    assert query(warehouse, "select count(*) from raw_nasa.asteroids where is_potentially_hazardous_asteroid")[0][0]
+    recurring = "select count(*) from (select neo_reference_id from raw_nasa.asteroids group by 1 having count(*) > 1)"
     assert query(warehouse, recurring)[0][0] > 0
 
 
-def test_reloading_the_same_or_an_overlapping_window_adds_no_duplicates(
-    nasa_replay_url: str, tmp_path: Path
-) -> None:
+def test_reloading_the_same_or_an_overlapping_window_adds_no_duplicates(nasa_replay_url: str, tmp_path: Path) -> None:
     load(nasa_replay_url, tmp_path)
     load(nasa_replay_url, tmp_path)
     warehouse = load(nasa_replay_url, tmp_path, date(2018, 9, 8), date(2018, 9, 11))
@@ -184,9 +169,7 @@ def test_a_refused_key_fails_fast_naming_nasa_api_key() -> None:
 
 def test_rate_limited_requests_are_retried_after_the_servers_delay() -> None:
     day = "2018-09-05"
-    ok = json.dumps(
-        {"element_count": 1, "near_earth_objects": {day: [{"neo_reference_id": "1", "name": "x"}]}}
-    )
+    ok = json.dumps({"element_count": 1, "near_earth_objects": {day: [{"neo_reference_id": "1", "name": "x"}]}})
     with scripted_server((429, {"Retry-After": "1"}, "slow down"), (200, {}, ok)) as base_url:
         started = time.monotonic()
         rows = list(neows(DEMO_START, DEMO_START, "DEMO_KEY", base_url=base_url, **FAST_RETRY))

@@ -60,9 +60,7 @@ def _raw_tables(path: Path) -> dict[str, tuple[int, list[str]]]:
 
 
 def test_seed_is_deterministic_and_idempotent(shop_postgres_url: str) -> None:
-    with psycopg.connect(
-        shop_postgres_url, autocommit=True
-    ) as conn:  # own database: the session one stays put
+    with psycopg.connect(shop_postgres_url, autocommit=True) as conn:  # own database: the session one stays put
         conn.execute("drop database if exists seed_check")
         conn.execute("create database seed_check")
     url = _with_database(shop_postgres_url, "seed_check")
@@ -86,9 +84,7 @@ def test_seed_is_deterministic_and_idempotent(shop_postgres_url: str) -> None:
     assert _content_hashes(url) != first
 
 
-def test_sling_replicates_every_table_and_reruns_without_duplicates(
-    shop_postgres_url: str, tmp_path: Path
-) -> None:
+def test_sling_replicates_every_table_and_reruns_without_duplicates(shop_postgres_url: str, tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
     replicate_shop(shop_postgres_url, warehouse)
     tables = _raw_tables(warehouse)
@@ -100,18 +96,14 @@ def test_sling_replicates_every_table_and_reruns_without_duplicates(
 
 
 def test_dagster_materializes_raw_shop_assets(shop_postgres_url: str, tmp_path: Path) -> None:
-    assert {key.to_user_string() for key in shop_assets.keys} == {
-        f"raw_shop/{table}" for table in EXPECTED_COUNTS
-    }
+    assert {key.to_user_string() for key in shop_assets.keys} == {f"raw_shop/{table}" for table in EXPECTED_COUNTS}
     assert set(shop_assets.group_names_by_key.values()) == {"shop"}
 
     result = dg.materialize(
         [shop_assets],
         resources={
             "shop_postgres": ShopPostgresResource(url=shop_postgres_url),
-            "warehouse": WarehouseResource(
-                env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)
-            ),
+            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
         },
     )
     assert result.success
@@ -120,9 +112,7 @@ def test_dagster_materializes_raw_shop_assets(shop_postgres_url: str, tmp_path: 
         for event in result.get_asset_materialization_events()
     }
     assert row_counts == EXPECTED_COUNTS
-    assert {
-        table: count for table, (count, _) in _raw_tables(tmp_path / "w.duckdb").items()
-    } == EXPECTED_COUNTS
+    assert {table: count for table, (count, _) in _raw_tables(tmp_path / "w.duckdb").items()} == EXPECTED_COUNTS
 
 
 def test_dagster_without_url_runs_the_seeded_demo_database(tmp_path: Path) -> None:
@@ -130,16 +120,12 @@ def test_dagster_without_url_runs_the_seeded_demo_database(tmp_path: Path) -> No
         [shop_assets],
         resources={
             "shop_postgres": ShopPostgresResource(),
-            "warehouse": WarehouseResource(
-                env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)
-            ),
+            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
         },
     )
     assert result.success
     assert (tmp_path / "demo_postgres" / "pgdata" / "PG_VERSION").is_file()
-    assert {
-        table: count for table, (count, _) in _raw_tables(tmp_path / "w.duckdb").items()
-    } == EXPECTED_COUNTS
+    assert {table: count for table, (count, _) in _raw_tables(tmp_path / "w.duckdb").items()} == EXPECTED_COUNTS
 
 
 def _free_port() -> int:
@@ -160,9 +146,7 @@ def test_unreachable_postgres_names_the_server_and_hides_the_password(
         [shop_assets],
         resources={
             "shop_postgres": ShopPostgresResource(url=url),
-            "warehouse": WarehouseResource(
-                env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)
-            ),
+            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
         },
         raise_on_error=False,
     )
@@ -176,17 +160,13 @@ def test_unreachable_postgres_names_the_server_and_hides_the_password(
     assert all(password not in str(event) for event in result.all_events)
 
 
-def test_sling_failure_names_the_source_and_hides_the_password(
-    shop_postgres_url: str, tmp_path: Path
-) -> None:
+def test_sling_failure_names_the_source_and_hides_the_password(shop_postgres_url: str, tmp_path: Path) -> None:
     url = _with_database(shop_postgres_url, "postgres")  # reachable, but it has no `data` schema
     result = dg.materialize(
         [shop_assets],
         resources={
             "shop_postgres": ShopPostgresResource(url=url),
-            "warehouse": WarehouseResource(
-                env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)
-            ),
+            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
         },
         raise_on_error=False,
     )

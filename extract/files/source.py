@@ -1,8 +1,9 @@
 """Share-price CSV drops -> dlt. One file per drop (`YYYY-MM-DD.csv`); reading is columnar (DuckDB -> Arrow).
 
 Raw values are kept as the file wrote them (VARCHAR: `2018/09/28`, `264.7700`); staging in dbt casts them. Each
-row carries its provenance (`_source_file`, `_source_row`, `_loaded_at`). Loading is delete-insert on `_source_file`: re-loading a
-file replaces exactly the rows that came from it, in one transaction, and leaves other files' rows alone.
+row carries its provenance (`_source_file`, `_source_row`, `_loaded_at`). Loading is delete-insert on
+`_source_file`: re-loading a file replaces exactly the rows that came from it, in one transaction, and leaves
+other files' rows alone.
 """
 
 from __future__ import annotations

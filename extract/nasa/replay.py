@@ -26,10 +26,7 @@ MAX_WINDOW_DAYS = 7
 
 def recorded_days(recorded_dir: Path) -> dict[str, Path]:
     """Feed day -> its file: `feed_<day>.json` (real) or `feed_<day>.generated.json`."""
-    return {
-        path.name.split(".")[0].removeprefix("feed_"): path
-        for path in sorted(recorded_dir.glob("feed_*.json"))
-    }
+    return {path.name.split(".")[0].removeprefix("feed_"): path for path in sorted(recorded_dir.glob("feed_*.json"))}
 
 
 class FeedError(Exception):
@@ -138,9 +135,7 @@ class ReplayServer:
     def __init__(self, recorded_dir: Path | str = RECORDED_DIR, port: int = 0) -> None:
         self.recorded_dir = Path(recorded_dir)
         if not recorded_days(self.recorded_dir):
-            raise FileNotFoundError(
-                f"no recorded NeoWs responses (feed_<YYYY-MM-DD>*.json) in {self.recorded_dir}"
-            )
+            raise FileNotFoundError(f"no recorded NeoWs responses (feed_<YYYY-MM-DD>*.json) in {self.recorded_dir}")
         self._port = port
         self._server: _ReplayHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -17,9 +17,7 @@ import warnings
 from pathlib import Path
 from types import TracebackType
 
-with (
-    warnings.catch_warnings()
-):  # pgserver's import asks platformdirs for XDG_RUNTIME_DIR, unset in containers
+with warnings.catch_warnings():  # pgserver's import asks platformdirs for XDG_RUNTIME_DIR, unset in containers
     warnings.simplefilter("ignore")
     from pgserver._commands import POSTGRES_BIN_PATH
 

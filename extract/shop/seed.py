@@ -51,9 +51,7 @@ LAST_NAMES = (
     "Adams Becker Costa Dubois Eriksen Fischer Garcia Hansen Ito Jensen Kowalski Lopez Moreau Nakamura "
     "Novak Okafor Petrov Quispe Rossi Schmidt Silva Tanaka Usman Varga Weber Xu Yilmaz Zhang"
 ).split()
-ADJECTIVES = (
-    "Classic Compact Deluxe Eco Ergonomic Everyday Handmade Lightweight Premium Rugged Smart Vintage".split()
-)
+ADJECTIVES = "Classic Compact Deluxe Eco Ergonomic Everyday Handmade Lightweight Premium Rugged Smart Vintage".split()
 PRODUCTS = (
     ("Backpack", "a water-resistant backpack with a padded laptop sleeve", 35, 140),
     ("Coffee Grinder", "a burr grinder with 18 settings", 25, 180),
@@ -81,9 +79,7 @@ def _customers(rng: random.Random, count: int) -> list[tuple[str, str, str]]:
     rows = []
     for number in range(1, count + 1):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-        rows.append(
-            (first, last, f"{first}.{last}.{number}@example.com".lower())
-        )  # the number keeps it unique
+        rows.append((first, last, f"{first}.{last}.{number}@example.com".lower()))  # the number keeps it unique
     return rows
 
 
@@ -120,9 +116,7 @@ def _orders(
     return rows
 
 
-def seed_shop(
-    url: str, customers: int = 500, products: int = 40, orders: int = 6000, seed: int = 42
-) -> SeedCounts:
+def seed_shop(url: str, customers: int = 500, products: int = 40, orders: int = 6000, seed: int = 42) -> SeedCounts:
     """Replace schema `data` in the database at `url` with freshly generated, deterministic shop data."""
     rng = random.Random(seed)
     customer_rows = _customers(rng, customers)

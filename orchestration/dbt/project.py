@@ -31,8 +31,17 @@ def ensure_manifest() -> Path:
         return manifest
     dbt = Path(sys.executable).parent / "dbt"
     result = subprocess.run(
-        [str(dbt), "parse", "--quiet", "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(REPO_ROOT),
-         "--target", "dev"],
+        [
+            str(dbt),
+            "parse",
+            "--quiet",
+            "--project-dir",
+            str(DBT_PROJECT_DIR),
+            "--profiles-dir",
+            str(REPO_ROOT),
+            "--target",
+            "dev",
+        ],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

@@ -1,6 +1,5 @@
 """The CSV drops slice: share-price files -> dlt -> `raw_files.share_prices`."""
 
-
 import dagster as dg
 import dlt
 from dagster_dlt import DagsterDltResource, dlt_assets

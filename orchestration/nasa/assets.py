@@ -83,7 +83,5 @@ def nasa_assets(
         pipeline = warehouse.dlt_pipeline("nasa_neows", "raw_nasa")
         origin = "recorded demo replay" if endpoint.replayed else endpoint.base_url
         for result in dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline):
-            context.add_asset_metadata(
-                {"window": f"{start}..{end}", "source": origin}, asset_key=result.asset_key
-            )
+            context.add_asset_metadata({"window": f"{start}..{end}", "source": origin}, asset_key=result.asset_key)
             yield result

@@ -43,9 +43,7 @@ def diameter(h: float) -> dict[str, dict[str, float]]:
 
 def new_object(rng: random.Random) -> dict:
     year = rng.randint(1995, 2018)
-    designation = (
-        f"{year} {rng.choice(HALF_MONTHS)}{rng.choice(LETTERS)}{rng.choice(['', str(rng.randint(1, 60))])}"
-    )
+    designation = f"{year} {rng.choice(HALF_MONTHS)}{rng.choice(LETTERS)}{rng.choice(['', str(rng.randint(1, 60))])}"
     if rng.random() < 0.3:  # a numbered object: "465824 (2010 FR)"
         number = rng.randint(100000, 530000)
         reference_id, name = f"2{number}", f"{number} ({designation})"
