@@ -131,7 +131,7 @@ def run() -> None:
     sys.exit(0 if summary.ok else 1)
 
 
-@main.command()
+@main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
 def dev(dagster_args: tuple[str, ...]) -> None:
     """Start the Dagster UI (`dagster dev`) on this environment's instance."""

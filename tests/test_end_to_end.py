@@ -81,3 +81,30 @@ def test_marts_hold_real_values(demo_runs):
         ).fetchone()[0]
     assert lifetime == orders_total
     assert float(price) == 264.77
+
+
+def test_elt_run_exits_non_zero_when_a_dbt_test_fails(tmp_path):
+    """A drop with a negative share price loads (raw keeps what arrived) but fails dbt's positive_value test:
+    `elt run` reports the failed test and exits 1."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    drops = tmp_path / "drops"
+    shutil.copytree(DEMO_DROPS, drops)
+    (drops / "2018-01-24.csv").write_text(
+        '"date","share_price","amount","spend","shift","spread"\n'
+        '"2018/10/16","-1.0000","1.0000","1.0000","1.0000","1.0000"\n'
+    )
+    elt = Path(sys.executable).parent / "elt"
+    result = subprocess.run(
+        [str(elt), "run"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ELT_DATA_DIR": str(tmp_path / "data"), "ELT_FILES_DROP_DIR": str(drops)},
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "positive_value" in result.stdout
+    assert "the run failed" in result.stdout
