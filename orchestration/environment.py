@@ -149,26 +149,19 @@ def resolve(environ: Mapping[str, str] | None = None) -> Environment:
         prod_warehouse=prod,
         reasons=tuple(reasons),
     )
-    guard_prod_write(env)
+    open_for_write(env, env.warehouse)
     return env
 
 
-def guard_prod_write(env: Environment) -> None:
-    """A dev or branch process never writes the prod warehouse, whatever the settings say."""
-    if env.name != "prod" and env.prod_warehouse and env.warehouse == env.prod_warehouse:
-        raise ProdWriteRefused(
-            f"refusing to write the prod warehouse {env.prod_warehouse} from the {env.name} environment: "
-            f"it is ELT_PROD_DATABASE; point {'ELT_DEV_DATABASE' if env.name == 'dev' else 'ELT_BRANCH_ID'} "
-            "at another database, or run with ELT_ENV=prod"
-        )
-
-
 def open_for_write(env: Environment, location: str) -> str:
-    """Check a location a writer is about to open; returns it normalized. Refuses prod outside prod."""
+    """Check a location a writer is about to open; returns it normalized. A dev or branch process never writes
+    the prod warehouse, whatever the settings say."""
     target = _normalize(location)
     if env.name != "prod" and env.prod_warehouse and target == env.prod_warehouse:
+        setting = "ELT_DEV_DATABASE" if env.name == "dev" else "ELT_BRANCH_ID"
         raise ProdWriteRefused(
-            f"refusing to open the prod warehouse {target} for writing from the {env.name} environment"
+            f"refusing to write the prod warehouse {target} from the {env.name} environment: it is "
+            f"ELT_PROD_DATABASE; point {setting} at another database, or run with ELT_ENV=prod"
         )
     return target
 

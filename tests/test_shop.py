@@ -59,6 +59,18 @@ def _raw_tables(path: Path) -> dict[str, tuple[int, list[str]]]:
         }
 
 
+def _materialize_shop(url: str | None, tmp_path: Path, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    """Materialize the shop assets into `<tmp_path>/w.duckdb`; no url means the demo PostgreSQL."""
+    return dg.materialize(
+        [shop_assets],
+        resources={
+            "shop_postgres": ShopPostgresResource(url=url),
+            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
+        },
+        raise_on_error=raise_on_error,
+    )
+
+
 def test_seed_is_deterministic_and_idempotent(shop_postgres_url: str) -> None:
     with psycopg.connect(shop_postgres_url, autocommit=True) as conn:  # own database: the session one stays put
         conn.execute("drop database if exists seed_check")
@@ -99,13 +111,7 @@ def test_dagster_materializes_raw_shop_assets(shop_postgres_url: str, tmp_path: 
     assert {key.to_user_string() for key in shop_assets.keys} == {f"raw_shop/{table}" for table in EXPECTED_COUNTS}
     assert set(shop_assets.group_names_by_key.values()) == {"shop"}
 
-    result = dg.materialize(
-        [shop_assets],
-        resources={
-            "shop_postgres": ShopPostgresResource(url=shop_postgres_url),
-            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
-        },
-    )
+    result = _materialize_shop(shop_postgres_url, tmp_path)
     assert result.success
     row_counts = {
         event.asset_key.path[-1]: event.materialization.metadata["dagster/row_count"].value
@@ -116,13 +122,7 @@ def test_dagster_materializes_raw_shop_assets(shop_postgres_url: str, tmp_path: 
 
 
 def test_dagster_without_url_runs_the_seeded_demo_database(tmp_path: Path) -> None:
-    result = dg.materialize(
-        [shop_assets],
-        resources={
-            "shop_postgres": ShopPostgresResource(),
-            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
-        },
-    )
+    result = _materialize_shop(None, tmp_path)
     assert result.success
     assert (tmp_path / "demo_postgres" / "pgdata" / "PG_VERSION").is_file()
     assert {table: count for table, (count, _) in _raw_tables(tmp_path / "w.duckdb").items()} == EXPECTED_COUNTS
@@ -142,14 +142,7 @@ def test_unreachable_postgres_names_the_server_and_hides_the_password(
     port = _free_port() if reason == "nothing listening" else urlsplit(shop_postgres_url).port
     url = f"postgresql://shop:{password}@127.0.0.1:{port}/shop?sslmode=disable"
 
-    result = dg.materialize(
-        [shop_assets],
-        resources={
-            "shop_postgres": ShopPostgresResource(url=url),
-            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
-        },
-        raise_on_error=False,
-    )
+    result = _materialize_shop(url, tmp_path, raise_on_error=False)
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error
     assert error is not None
@@ -162,14 +155,7 @@ def test_unreachable_postgres_names_the_server_and_hides_the_password(
 
 def test_sling_failure_names_the_source_and_hides_the_password(shop_postgres_url: str, tmp_path: Path) -> None:
     url = _with_database(shop_postgres_url, "postgres")  # reachable, but it has no `data` schema
-    result = dg.materialize(
-        [shop_assets],
-        resources={
-            "shop_postgres": ShopPostgresResource(url=url),
-            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
-        },
-        raise_on_error=False,
-    )
+    result = _materialize_shop(url, tmp_path, raise_on_error=False)
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data
     assert f"127.0.0.1:{urlsplit(url).port}/postgres" in str(error.user_failure_data.description)

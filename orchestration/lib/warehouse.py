@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import dlt
 import duckdb
@@ -28,8 +30,6 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @property
     def environment(self) -> Environment:
-        from pathlib import Path
-
         return Environment(
             name=self.env_name,
             warehouse=self.location,
@@ -45,8 +45,6 @@ class WarehouseResource(dg.ConfigurableResource):
         """The location, after the prod-write guard; creates the parent folder of a local file."""
         location = open_for_write(self.environment, self.location)
         if not self.is_motherduck:
-            from pathlib import Path
-
             Path(location).parent.mkdir(parents=True, exist_ok=True)
         return location
 
