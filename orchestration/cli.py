@@ -156,3 +156,14 @@ def show_env() -> None:
         console.print(f"  because {reason}")
     for source, demo in source_settings().uses_demo.items():
         console.print(f"source {source}: {'bundled demo' if demo else 'configured'}")
+
+
+def _register_subcommands() -> None:
+    from benchmarks.cli import bench
+    from orchestration.branch.cli import branch
+
+    main.add_command(branch)
+    main.add_command(bench)
+
+
+_register_subcommands()

@@ -7,13 +7,20 @@ environment (a temp warehouse, a local PostgreSQL, the replay server).
 import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from orchestration.dbt.assets import WarehouseDbtCliResource, dbt_models
+from orchestration.dbt import definitions as dbt_slice
+from orchestration.dbt.assets import WarehouseDbtCliResource
 from orchestration.dbt.project import dbt_project
 from orchestration.environment import Environment, SourceSettings, resolve, source_settings
-from orchestration.files.assets import ShareDropsResource, files_assets
+from orchestration.files import definitions as files_slice
+from orchestration.files.assets import ShareDropsResource
+from orchestration.lib.automation import default_schedule_status
 from orchestration.lib.warehouse import WarehouseResource
-from orchestration.nasa.assets import NasaApiResource, nasa_assets
-from orchestration.shop.assets import ShopPostgresResource, shop_assets
+from orchestration.nasa import definitions as nasa_slice
+from orchestration.nasa.assets import NasaApiResource
+from orchestration.shop import definitions as shop_slice
+from orchestration.shop.assets import ShopPostgresResource
+
+SLICES = (files_slice, nasa_slice, shop_slice, dbt_slice)
 
 ALL_ASSETS_JOB = "elt_all"
 
@@ -25,10 +32,9 @@ def build_definitions(env: Environment, sources: SourceSettings) -> dg.Definitio
         job=all_assets,
         cron_schedule="0 6 * * *",
         execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING if env.name == "prod" else dg.DefaultScheduleStatus.STOPPED,
+        default_status=default_schedule_status(env),
     )
-    return dg.Definitions(
-        assets=[files_assets, nasa_assets, shop_assets, dbt_models],
+    platform = dg.Definitions(
         jobs=[all_assets],
         schedules=[nightly],
         resources={
@@ -47,6 +53,7 @@ def build_definitions(env: Environment, sources: SourceSettings) -> dg.Definitio
             ),
         },
     )
+    return dg.Definitions.merge(*(module.slice_definitions(env) for module in SLICES), platform)
 
 
 defs = build_definitions(resolve(), source_settings())

@@ -1,0 +1,1 @@
+"""Benchmarks: the platform's code paths against physical-limit references, as ratios."""

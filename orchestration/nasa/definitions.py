@@ -1,0 +1,10 @@
+"""The NASA NeoWs slice's assets, jobs, schedules and sensors (resources are bound in orchestration/definitions.py)."""
+
+import dagster as dg
+
+from orchestration.environment import Environment
+from orchestration.nasa.assets import nasa_assets
+
+
+def slice_definitions(env: Environment) -> dg.Definitions:
+    return dg.Definitions(assets=[nasa_assets])
