@@ -1,19 +1,29 @@
 """The shop source end to end: seeded PostgreSQL -> Sling -> DuckDB `raw_shop.*`, plain and via Dagster."""
 
+import datetime as dt
+import shutil
 import socket
+from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import duckdb
 import psycopg
 import pytest
+from dagster._utils.schedules import cron_string_iterator
 
 from extract.shop.connection import ShopPostgresUnreachable
-from extract.shop.replicate import replicate_shop
+from extract.shop.replicate import replicate_shop, rows_loaded
 from extract.shop.seed import seed_shop
+from orchestration.environment import resolve
+from orchestration.lib.asset_keys import WAREHOUSE_POOL, table_asset_key
 from orchestration.lib.warehouse import WarehouseResource
 from orchestration.shop.assets import ShopPostgresResource, shop_assets
+from orchestration.shop.definitions import slice_definitions
+from orchestration.shop.schedules import SHOP_ORDERS_JOB
+from tests.fixtures_shop import SMALL_SHOP, with_database
 
 EXPECTED_COLUMNS = {
     "customers": ["customer_id", "first_name", "last_name", "email", "_sling_loaded_at"],
@@ -29,11 +39,7 @@ EXPECTED_COLUMNS = {
     ],
 }
 EXPECTED_COUNTS = {"customers": 500, "products": 40, "orders": 6000}
-
-
-def _with_database(url: str, database: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
+ORDER_COLUMNS = "order_id, customer_id, product_id, quantity, total_amount, order_date"
 
 
 def _content_hashes(url: str) -> dict[str, tuple[int, str]]:
@@ -59,23 +65,49 @@ def _raw_tables(path: Path) -> dict[str, tuple[int, list[str]]]:
         }
 
 
+def _raw_snapshot(path: Path) -> dict[str, list[tuple]]:
+    """Every row of every raw table, sorted: equal snapshots mean nothing changed."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {table: sorted(con.sql(f"select * from raw_shop.{table}").fetchall()) for table in EXPECTED_COLUMNS}
+
+
+def _resources(url: str | None, warehouse: Path) -> dict[str, Any]:
+    return {
+        "shop_postgres": ShopPostgresResource(url=url),
+        "warehouse": WarehouseResource(env_name="dev", location=str(warehouse), data_dir=str(warehouse.parent)),
+    }
+
+
 def _materialize_shop(url: str | None, tmp_path: Path, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
     """Materialize the shop assets into `<tmp_path>/w.duckdb`; no url means the demo PostgreSQL."""
     return dg.materialize(
-        [shop_assets],
-        resources={
-            "shop_postgres": ShopPostgresResource(url=url),
-            "warehouse": WarehouseResource(env_name="dev", location=str(tmp_path / "w.duckdb"), data_dir=str(tmp_path)),
-        },
-        raise_on_error=raise_on_error,
+        [shop_assets], resources=_resources(url, tmp_path / "w.duckdb"), raise_on_error=raise_on_error
     )
+
+
+def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    """Materialization metadata values per raw table name."""
+    return {
+        event.asset_key.path[-1]: {key: value.value for key, value in event.materialization.metadata.items()}
+        for event in result.get_asset_materialization_events()
+    }
+
+
+def _source_orders(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return sorted(conn.execute(f"select {ORDER_COLUMNS} from data.orders").fetchall())
+
+
+def _raw_orders(warehouse: Path) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return sorted(con.sql(f"select {ORDER_COLUMNS} from raw_shop.orders").fetchall())
 
 
 def test_seed_is_deterministic_and_idempotent(shop_postgres_url: str) -> None:
     with psycopg.connect(shop_postgres_url, autocommit=True) as conn:  # own database: the session one stays put
         conn.execute("drop database if exists seed_check")
         conn.execute("create database seed_check")
-    url = _with_database(shop_postgres_url, "seed_check")
+    url = with_database(shop_postgres_url, "seed_check")
 
     seed_shop(url)
     first = _content_hashes(url)
@@ -98,34 +130,83 @@ def test_seed_is_deterministic_and_idempotent(shop_postgres_url: str) -> None:
 
 def test_sling_replicates_every_table_and_reruns_without_duplicates(shop_postgres_url: str, tmp_path: Path) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
-    replicate_shop(shop_postgres_url, warehouse)
+    first_log = replicate_shop(shop_postgres_url, warehouse)
     tables = _raw_tables(warehouse)
     assert {table: count for table, (count, _) in tables.items()} == EXPECTED_COUNTS
     assert {table: columns for table, (_, columns) in tables.items()} == EXPECTED_COLUMNS
+    assert rows_loaded(first_log) == {f"raw_shop.{table}": count for table, count in EXPECTED_COUNTS.items()}
 
-    replicate_shop(shop_postgres_url, warehouse)
+    # nothing new in PostgreSQL: orders re-reads only the rows at its high-water mark, and merges them
+    with psycopg.connect(shop_postgres_url) as conn:
+        at_high_water_mark = conn.execute(
+            "select count(*) from data.orders where order_date = (select max(order_date) from data.orders)"
+        ).fetchone()[0]
+    second_log = replicate_shop(shop_postgres_url, warehouse)
+    assert rows_loaded(second_log)["raw_shop.orders"] == at_high_water_mark
     assert _raw_tables(warehouse) == tables
+    assert _raw_orders(warehouse) == _source_orders(shop_postgres_url)
 
 
-def test_dagster_materializes_raw_shop_assets(shop_postgres_url: str, tmp_path: Path) -> None:
-    assert {key.to_user_string() for key in shop_assets.keys} == {f"raw_shop/{table}" for table in EXPECTED_COUNTS}
-    assert set(shop_assets.group_names_by_key.values()) == {"shop"}
-
-    result = _materialize_shop(shop_postgres_url, tmp_path)
-    assert result.success
-    row_counts = {
-        event.asset_key.path[-1]: event.materialization.metadata["dagster/row_count"].value
-        for event in result.get_asset_materialization_events()
+def test_incremental_orders_pick_up_new_and_updated_rows_without_duplicates(own_shop_url: str, tmp_path: Path) -> None:
+    warehouse = tmp_path / "w.duckdb"
+    first = _metadata(_materialize_shop(own_shop_url, tmp_path))
+    assert {table: meta["rows_loaded"] for table, meta in first.items()} == {
+        "customers": SMALL_SHOP.customers,
+        "products": SMALL_SHOP.products,
+        "orders": SMALL_SHOP.orders,
     }
-    assert row_counts == EXPECTED_COUNTS
-    assert {table: count for table, (count, _) in _raw_tables(tmp_path / "w.duckdb").items()} == EXPECTED_COUNTS
+    assert first["orders"]["mode"] == "incremental"
+    assert first["orders"]["incremental_from"] == "beginning"
 
+    with psycopg.connect(own_shop_url) as conn:
+        high_water_mark = conn.execute("select max(order_date) from data.orders").fetchone()[0]
+        conn.execute(  # three new orders after the high-water mark
+            "insert into data.orders (customer_id, product_id, quantity, total_amount, order_date)"
+            " select 1, 1, n, 10 * n, %s + n * interval '1 hour' from generate_series(1, 3) n",
+            [high_water_mark],
+        )
+        conn.execute(  # the newest order is changed in place (its order_date stays the high-water mark)
+            "update data.orders set quantity = quantity + 1 where order_date = %s", [high_water_mark]
+        )
+        conn.execute(  # an old order is moved to a later date, with a new quantity
+            "update data.orders set quantity = 5, order_date = %s + interval '4 hours' where order_id = 1",
+            [high_water_mark],
+        )
+        conn.execute("update data.orders set quantity = 9 where order_id = 2")  # old, in place: not re-read
+        expected_read = conn.execute(
+            "select count(*) from data.orders where order_date >= %s", [high_water_mark]
+        ).fetchone()[0]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        customers_before = con.sql("select * from raw_shop.customers order by customer_id").fetchall()
+        order_2_before = con.sql(f"select {ORDER_COLUMNS} from raw_shop.orders where order_id = 2").fetchone()
 
-def test_dagster_without_url_runs_the_seeded_demo_database(tmp_path: Path) -> None:
-    result = _materialize_shop(None, tmp_path)
-    assert result.success
-    assert (tmp_path / "demo_postgres" / "pgdata" / "PG_VERSION").is_file()
-    assert {table: count for table, (count, _) in _raw_tables(tmp_path / "w.duckdb").items()} == EXPECTED_COUNTS
+    # the schedule's intraday job: orders only, and of orders only what changed since the high-water mark
+    defs = dg.Definitions.merge(
+        slice_definitions(resolve({"ELT_DATA_DIR": str(tmp_path)})),
+        dg.Definitions(resources=_resources(own_shop_url, warehouse)),
+    )
+    second = _metadata(defs.resolve_job_def(SHOP_ORDERS_JOB).execute_in_process())
+    assert set(second) == {"orders"}
+    assert second["orders"]["rows_loaded"] == expected_read < SMALL_SHOP.orders
+    assert second["orders"]["incremental_from"] == str(high_water_mark)
+    assert second["orders"]["dagster/row_count"] == SMALL_SHOP.orders + 3
+    source = _source_orders(own_shop_url)
+    raw = _raw_orders(warehouse)
+    assert [row for row in raw if row[0] != 2] == [row for row in source if row[0] != 2]  # updates in, new appended
+    assert [row for row in raw if row[0] == 2] == [order_2_before]  # the in-place edit of an old order waits
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.sql("select count(*) = count(distinct order_id) from raw_shop.orders").fetchone()[0]
+        assert con.sql("select * from raw_shop.customers order by customer_id").fetchall() == customers_before
+
+    # ... for a full reload, which keeps the table (and its columns) and catches every edit
+    reload = dg.materialize(
+        [shop_assets],
+        selection=[table_asset_key("raw_shop", "orders")],
+        resources=_resources(own_shop_url, warehouse),
+        run_config={"ops": {"shop_sling": {"config": {"full_reload": True}}}},
+    )
+    assert _metadata(reload)["orders"]["rows_loaded"] == len(source)
+    assert _raw_orders(warehouse) == source
 
 
 def _free_port() -> int:
@@ -134,10 +215,65 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def test_schema_drift_added_column_appears_and_dropped_column_does_not_fail(own_shop_url: str, tmp_path: Path) -> None:
+    _materialize_shop(own_shop_url, tmp_path)
+
+    with psycopg.connect(own_shop_url) as conn:
+        conn.execute("alter table data.orders add column channel text not null default 'web'")
+        conn.execute("alter table data.customers add column phone text")
+        conn.execute(
+            "insert into data.orders (customer_id, product_id, total_amount, order_date, channel)"
+            " select 1, 1, 9.99, max(order_date) + interval '1 day', 'app' from data.orders"
+        )
+    added = _metadata(_materialize_shop(own_shop_url, tmp_path))
+    assert "channel" in [column.name for column in added["orders"]["dagster/column_schema"].columns]
+    assert "phone" in [column.name for column in added["customers"]["dagster/column_schema"].columns]
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.sql("select channel from raw_shop.orders order by order_date desc limit 1").fetchone() == ("app",)
+
+    with psycopg.connect(own_shop_url) as conn:
+        conn.execute("alter table data.orders drop column quantity")
+        conn.execute("alter table data.customers drop column last_name")
+        conn.execute(
+            "insert into data.orders (customer_id, product_id, total_amount, order_date, channel)"
+            " select 2, 2, 19.99, max(order_date) + interval '1 day', 'app' from data.orders"
+        )
+    dropped = _materialize_shop(own_shop_url, tmp_path)
+    assert dropped.success
+    columns = _raw_tables(tmp_path / "w.duckdb")
+    assert "quantity" in columns["orders"][1] and "last_name" in columns["customers"][1]  # kept, for dbt's sake
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        newest = con.sql("select customer_id, quantity from raw_shop.orders order by order_date desc limit 1")
+        assert newest.fetchone() == (2, None)
+        assert con.sql("select count(last_name) from raw_shop.customers").fetchone() == (0,)
+    assert _metadata(dropped)["customers"]["rows_loaded"] == SMALL_SHOP.customers
+
+
+@pytest.fixture(scope="module")
+def loaded_warehouse(shop_postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse the shop assets loaded once; tests copy it before they change it."""
+    folder = tmp_path_factory.mktemp("loaded")
+    result = _materialize_shop(shop_postgres_url, folder)
+    assert {
+        event.asset_key.path[-1]: event.materialization.metadata["dagster/row_count"].value
+        for event in result.get_asset_materialization_events()
+    } == EXPECTED_COUNTS
+    return folder / "w.duckdb"
+
+
+def test_dagster_materializes_raw_shop_assets_with_metadata(loaded_warehouse: Path) -> None:
+    assert {key.to_user_string() for key in shop_assets.keys} == {f"raw_shop/{table}" for table in EXPECTED_COUNTS}
+    assert set(shop_assets.group_names_by_key.values()) == {"shop"}
+    assert shop_assets.op.pool == WAREHOUSE_POOL
+    assert {table: count for table, (count, _) in _raw_tables(loaded_warehouse).items()} == EXPECTED_COUNTS
+
+
 @pytest.mark.parametrize("reason", ["nothing listening", "wrong password"])
-def test_unreachable_postgres_names_the_server_and_hides_the_password(
-    reason: str, shop_postgres_url: str, tmp_path: Path
+def test_unreachable_postgres_names_the_server_hides_the_password_and_keeps_the_tables(
+    reason: str, shop_postgres_url: str, loaded_warehouse: Path, tmp_path: Path
 ) -> None:
+    shutil.copy(loaded_warehouse, tmp_path / "w.duckdb")
+    before = _raw_snapshot(tmp_path / "w.duckdb")
     password = "not-the-Password-42"
     port = _free_port() if reason == "nothing listening" else urlsplit(shop_postgres_url).port
     url = f"postgresql://shop:{password}@127.0.0.1:{port}/shop?sslmode=disable"
@@ -151,13 +287,53 @@ def test_unreachable_postgres_names_the_server_and_hides_the_password(
     assert f"127.0.0.1:{port}/shop" in message
     assert password not in message
     assert all(password not in str(event) for event in result.all_events)
+    assert _raw_snapshot(tmp_path / "w.duckdb") == before
 
 
-def test_sling_failure_names_the_source_and_hides_the_password(shop_postgres_url: str, tmp_path: Path) -> None:
-    url = _with_database(shop_postgres_url, "postgres")  # reachable, but it has no `data` schema
+def test_sling_failure_names_the_source_hides_the_password_and_keeps_the_tables(
+    shop_postgres_url: str, loaded_warehouse: Path, tmp_path: Path
+) -> None:
+    shutil.copy(loaded_warehouse, tmp_path / "w.duckdb")
+    before = _raw_snapshot(tmp_path / "w.duckdb")
+    url = with_database(shop_postgres_url, "postgres")  # reachable, but it has no `data` schema
     result = _materialize_shop(url, tmp_path, raise_on_error=False)
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data
     assert f"127.0.0.1:{urlsplit(url).port}/postgres" in str(error.user_failure_data.description)
     password = urlsplit(url).password
     assert all(password not in str(event) for event in result.all_events)
+    assert _raw_snapshot(tmp_path / "w.duckdb") == before
+
+
+def test_dagster_without_url_runs_the_seeded_demo_database_and_reruns_without_duplicates(tmp_path: Path) -> None:
+    _materialize_shop(None, tmp_path)
+    assert (tmp_path / "demo_postgres" / "pgdata" / "PG_VERSION").is_file()
+    first = _raw_tables(tmp_path / "w.duckdb")
+    assert {table: count for table, (count, _) in first.items()} == EXPECTED_COUNTS
+    _materialize_shop(None, tmp_path)  # the demo is re-seeded identically: nothing new, nothing doubled
+    assert _raw_tables(tmp_path / "w.duckdb") == first
+
+
+def test_schedules_request_every_table_at_six_and_orders_at_noon_and_six_pm(tmp_path: Path) -> None:
+    env = resolve({"ELT_DATA_DIR": str(tmp_path)})
+    defs = dg.Definitions.merge(
+        slice_definitions(env), dg.Definitions(resources=_resources(None, tmp_path / "w.duckdb"))
+    )
+    day = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
+    requested: dict[int, set[str]] = {}
+    for schedule in defs.schedules:
+        assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED  # dev: exists, off
+        assert isinstance(schedule, dg.ScheduleDefinition)
+        job_assets = defs.resolve_job_def(schedule.job_name).asset_layer.selected_asset_keys
+        ticks = cron_string_iterator(day.timestamp(), schedule.cron_schedule, schedule.execution_timezone)
+        for tick in ticks:
+            if tick >= day + timedelta(days=1):
+                break
+            run_requests = schedule.evaluate_tick(dg.build_schedule_context(scheduled_execution_time=tick))
+            assert len(run_requests.run_requests or []) == 1
+            requested.setdefault(tick.hour, set()).update(key.to_user_string() for key in job_assets)
+    every_table = {f"raw_shop/{table}" for table in EXPECTED_COUNTS}
+    assert requested == {6: every_table, 12: {"raw_shop/orders"}, 18: {"raw_shop/orders"}}
+
+    prod = slice_definitions(resolve({"ELT_ENV": "prod", "ELT_PROD_DATABASE": str(tmp_path / "prod.duckdb")}))
+    assert {schedule.default_status for schedule in prod.schedules} == {dg.DefaultScheduleStatus.RUNNING}

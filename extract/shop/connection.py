@@ -33,5 +33,6 @@ def check_reachable(url: str, timeout_seconds: int = 5) -> None:
     except psycopg.Error as error:
         raise ShopPostgresUnreachable(
             f"cannot connect to the shop PostgreSQL at {describe(url)}: {scrub(str(error), url).strip()}. "
-            "Check the shop_postgres resource url (or leave it empty to use the demo database)."
+            "Check ELT_SHOP_POSTGRES_URL (the shop_postgres resource's url), or unset it to use the demo database; "
+            "the raw_shop tables were not touched."
         ) from None  # the chained error would repeat psycopg's message; this one is already scrubbed
