@@ -10,12 +10,16 @@ ranked as (
 
     select
         *,
-        -- when several drop files carry the same trading date, the latest file wins:
-        -- by its drop date (the file name), then by load time
+        -- when several drop files carry the same trading date, the latest load wins; files loaded together
+        -- (one run loads every file at once) are ranked by drop date, the name, then the row in the file
         row_number() over (
             partition by trading_date
-            order by file_drop_date desc nulls last, source_file desc, loaded_at desc nulls last
-        ) as file_rank
+            order by
+                loaded_at desc nulls last,
+                file_drop_date desc nulls last,
+                source_file desc,
+                source_row desc
+        ) as load_rank
 
     from share_prices
 
@@ -23,9 +27,9 @@ ranked as (
 
 latest_per_date as (
 
-    select * exclude (file_rank)
+    select * exclude (load_rank)
     from ranked
-    where file_rank = 1
+    where load_rank = 1
 
 )
 

@@ -1,5 +1,7 @@
 -- The lifetime values in dim_customers add up to the order totals in fct_orders: no order is lost or counted
 -- twice between the two marts. Returns a row (a failure) when the sums differ.
+-- reported in Dagster as an asset check on dim_customers (a test with several parents needs to be told)
+{{ config(meta={'dagster': {'ref': {'name': 'dim_customers'}}}) }}
 with
 
 customers as (

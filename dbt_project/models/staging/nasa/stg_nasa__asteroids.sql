@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('nasa', 'asteroids') }}
+    {{ limit_to_dev_window('close_approach_date', source('nasa', 'asteroids')) }}
 
 ),
 

@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('shop', 'orders') }}
+    {{ limit_to_dev_window('order_date', source('shop', 'orders')) }}
 
 ),
 

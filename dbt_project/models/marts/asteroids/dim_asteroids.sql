@@ -46,7 +46,7 @@ final as (
         latest_listing.absolute_magnitude_h,
         latest_listing.estimated_diameter_min_km,
         latest_listing.estimated_diameter_max_km,
-        listings.feed_days_listed,
+        cast(listings.feed_days_listed as integer) as feed_days_listed,
 
         ----------  booleans
         latest_listing.is_potentially_hazardous,

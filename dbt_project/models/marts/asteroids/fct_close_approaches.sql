@@ -58,6 +58,7 @@ final as (
 
         ----------  numerics
         miss_distance_km,
+        miss_distance_lunar,
         relative_velocity_kps,
 
         ----------  booleans

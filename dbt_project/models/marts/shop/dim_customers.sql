@@ -39,8 +39,8 @@ final as (
         customers.email,
 
         ----------  numerics
-        coalesce(customer_orders.order_count, 0) as order_count,
-        coalesce(customer_orders.lifetime_value, 0) as lifetime_value,
+        cast(coalesce(customer_orders.order_count, 0) as integer) as order_count,
+        cast(coalesce(customer_orders.lifetime_value, 0) as decimal(18, 2)) as lifetime_value,
 
         ----------  dates
         customer_orders.first_order_date,

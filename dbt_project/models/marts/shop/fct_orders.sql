@@ -1,0 +1,46 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key='order_id',
+        on_schema_change='append_new_columns'
+    )
+}}
+
+with
+
+orders as (
+
+    select * from {{ ref('stg_shop__orders') }}
+
+    {% if is_incremental() -%}
+    -- only orders (re)loaded since the last build: new orders and updated ones. The merge on order_id replaces
+    -- an updated order's old version. `>=` re-reads the last load once, which the merge makes harmless.
+    where loaded_at >= (select max(loaded_at) from {{ this }})
+    {%- endif %}
+
+),
+
+final as (
+
+    select
+
+        ----------  ids
+        order_id,
+        customer_id,
+        product_id,
+
+        ----------  numerics
+        quantity,
+        total_amount,
+
+        ----------  timestamps
+        ordered_at,
+        order_date,
+        loaded_at
+
+    from orders
+
+)
+
+select * from final
