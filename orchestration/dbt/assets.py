@@ -8,9 +8,11 @@ from contextlib import contextmanager
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
 
+from orchestration.branch.build import publish_prod_state
 from orchestration.dbt.project import dbt_project, ensure_manifest
 from orchestration.lib.asset_keys import WAREHOUSE_POOL
 from orchestration.lib.dbt_translator import WarehouseDbtTranslator
+from orchestration.lib.warehouse import WarehouseResource
 
 KEEP_RUN_TARGETS = 5  # dagster-dbt writes target/<op>-<id>/ per run; older ones are pruned
 
@@ -54,8 +56,14 @@ def prune_run_targets(keep: int = KEEP_RUN_TARGETS) -> None:
     dagster_dbt_translator=WarehouseDbtTranslator(),
     pool=WAREHOUSE_POOL,
 )
-def dbt_models(context: dg.AssetExecutionContext, dbt: WarehouseDbtCliResource):
-    """`dbt build` of the selected models: tests run beside them and a failing test stops what is downstream."""
+def dbt_models(context: dg.AssetExecutionContext, dbt: WarehouseDbtCliResource, warehouse: WarehouseResource):
+    """`dbt build` of the selected models: tests run beside them and a failing test stops what is downstream.
+
+    In prod, the manifest is then published into the warehouse: every PR branch cloned from it compares against it.
+    """
     # no .fetch_row_counts(): it keeps a dbt-duckdb connection to the warehouse open in this process after the run
-    yield from dbt.cli(["build"], context=context).stream()
+    invocation = dbt.cli(["build"], context=context)
+    yield from invocation.stream()
+    if warehouse.env_name == "prod" and invocation.is_successful():
+        publish_prod_state(warehouse.environment, invocation.target_path / "manifest.json")
     prune_run_targets()
