@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -174,6 +175,7 @@ class SourceSettings:
     shop_postgres_url: str | None
     nasa_base_url: str | None
     nasa_api_key_env: str | None  # the name of the variable holding the key, never the key itself
+    nasa_start_date: str = "2018-09-05"  # the first NeoWs daily partition; the default is the first demo day
 
     @property
     def uses_demo(self) -> dict[str, bool]:
@@ -191,8 +193,21 @@ def source_settings(environ: Mapping[str, str] | None = None) -> SourceSettings:
     environ = os.environ if environ is None else environ
     drops = environ.get("ELT_FILES_DROP_DIR")
     return SourceSettings(
-        files_drop_location=_normalize(drops) if drops else str(DEMO_DROPS),
+        # a local folder is normalized; an object-store URL (s3://bucket/prefix) is kept as given
+        files_drop_location=(drops if "://" in drops else _normalize(drops)) if drops else str(DEMO_DROPS),
         shop_postgres_url=environ.get("ELT_SHOP_POSTGRES_URL") or None,
         nasa_base_url=environ.get("ELT_NASA_BASE_URL") or None,
         nasa_api_key_env="NASA_API_KEY" if environ.get("NASA_API_KEY") else None,
+        nasa_start_date=_iso_date("ELT_NASA_START_DATE", environ) or SourceSettings.nasa_start_date,
     )
+
+
+def _iso_date(variable: str, environ: Mapping[str, str]) -> str | None:
+    """The variable as a `YYYY-MM-DD` date, None when unset."""
+    value = (environ.get(variable) or "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise EnvironmentConfigError(f"{variable}={value!r} is not a date: use YYYY-MM-DD") from None

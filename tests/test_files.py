@@ -1,21 +1,43 @@
-"""The CSV drops extractor against real files and a real DuckDB file."""
+"""The CSV drops slice against real files (local and on a moto S3 server), real DuckDB files, real dlt loads and
+real Dagster materializations and sensor evaluations."""
 
+import csv
 import shutil
+import threading
 from pathlib import Path
 
+import dagster as dg
 import dlt
 import duckdb
 import pytest
 
+from extract.files.integrity import InvalidDropFile
 from extract.files.source import DEMO_DROPS, share_price_files
+from orchestration.environment import resolve
+from orchestration.files.assets import INTEGRITY_CHECK, ShareDropsResource, files_assets
+from orchestration.files.definitions import FILES_LOAD_JOB, files_load
+from orchestration.files.partitions import SHARE_PRICES_KEY, pending_drop_files, share_price_partitions
+from orchestration.files.sensors import build_drops_sensor
+from orchestration.lib.warehouse import WarehouseResource
+
+HEADER = '"date","share_price","amount","spend","shift","spread"'
 
 
-def _load(drop_dir: Path, warehouse: Path, **kwargs) -> None:
+def _row(day: int = 1, price: str = "264.7700", date: str | None = None, amount: str = "1.0000") -> str:
+    return f'"{date or f"2018/09/{day:02d}"}","{price}","{amount}","2.0000","3.0000","4.0000"'
+
+
+def _csv(*rows: str, header: str = HEADER) -> str:
+    return "\n".join([header, *rows]) + "\n"
+
+
+def _load(drop_dir: Path | str, warehouse: Path, pipelines_dir: Path, **kwargs) -> None:
+    """The source alone through a plain dlt pipeline, as the benchmark harness runs it."""
     pipeline = dlt.pipeline(
         "test_files",
         destination=dlt.destinations.duckdb(str(warehouse)),
         dataset_name="raw_files",
-        pipelines_dir=str(warehouse.parent / "dlt"),
+        pipelines_dir=str(pipelines_dir),
     )
     pipeline.run(share_price_files(drop_dir=str(drop_dir), **kwargs))
 
@@ -25,8 +47,9 @@ def _rows_per_file(warehouse: Path) -> dict[str, int]:
         return dict(con.sql("select _source_file, count(*) from raw_files.share_prices group by 1").fetchall())
 
 
-def _data_lines(path: Path) -> int:
-    return len(path.read_text().strip().splitlines()) - 1
+def _data_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
 
 
 @pytest.fixture
@@ -36,34 +59,282 @@ def drops(tmp_path: Path) -> Path:
     return folder
 
 
+# ---------------------------------------------------------------- the dlt source, without Dagster
+
+
 def test_loads_every_file_with_provenance_and_raw_strings(drops, tmp_path):
     warehouse = tmp_path / "w.duckdb"
-    _load(drops, warehouse)
-    assert _rows_per_file(warehouse) == {path.name: _data_lines(path) for path in drops.glob("*.csv")}
+    _load(drops, warehouse, tmp_path / "dlt")
+    expected = {path.name: _data_rows(path) for path in drops.glob("*.csv")}
+    assert _rows_per_file(warehouse) == {name: len(rows) for name, rows in expected.items()}
+    first = expected["2018-01-22.csv"][0]
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        row = con.sql(
-            "select date, share_price, _loaded_at is not null from raw_files.share_prices "
-            "where _source_file = '2018-01-22.csv' and date = '2018/09/28'"
+        row = con.execute(
+            "select date, share_price, spread, _loaded_at is not null from raw_files.share_prices "
+            "where _source_file = '2018-01-22.csv' and _source_row = 1"
         ).fetchone()
-    assert row == ("2018/09/28", "264.7700", True)
+    assert row == (first["date"], first["share_price"], first["spread"], True)
 
 
 def test_reloading_a_changed_file_replaces_only_its_rows(drops, tmp_path):
     warehouse = tmp_path / "w.duckdb"
-    _load(drops, warehouse)
-    _load(drops, warehouse)  # a plain re-run: no duplicates
+    _load(drops, warehouse, tmp_path / "dlt")
+    _load(drops, warehouse, tmp_path / "dlt")  # a plain re-run: no duplicates
     before = _rows_per_file(warehouse)
+    assert before == {path.name: len(_data_rows(path)) for path in drops.glob("*.csv")}
     changed = drops / "2018-01-22.csv"
-    lines = changed.read_text().strip().splitlines()
-    changed.write_text("\n".join(lines[:3]) + "\n")  # the file was re-dropped with 2 rows
-    _load(drops, warehouse, files=["2018-01-22.csv"])
+    changed.write_text(_csv(_row(1), _row(2)))  # the file was re-dropped with 2 rows
+    _load(drops, warehouse, tmp_path / "dlt", files=["2018-01-22.csv"])
     after = _rows_per_file(warehouse)
-    assert after["2018-01-22.csv"] == 2
-    assert after["2018-01-23.csv"] == before["2018-01-23.csv"]
+    assert after == {**before, "2018-01-22.csv": 2}
 
 
-def test_missing_column_names_the_file(drops, tmp_path):
-    bad = drops / "2018-01-24.csv"
-    bad.write_text('"date","amount"\n"2018/10/16","1.0"\n')
-    with pytest.raises(Exception, match=r"2018-01-24\.csv: missing required column\(s\) share_price"):
-        _load(drops, tmp_path / "w.duckdb")
+def test_reload_is_atomic_for_readers(tmp_path):
+    """Through the platform's warehouse destination, a reader polling during a re-load sees the file's old rows or
+    its new rows, never a mix or none (dlt alone runs the merge's DELETE and INSERT in autocommit on DuckDB)."""
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    big, small = 300_000, 100_000
+    write = (
+        "copy (select strftime(date '2018-09-28' - (i % 3000)::int, '%Y/%m/%d') as date, '1.5' as share_price, "
+        "'1' as amount, '1' as spend, '1' as shift, '1' as spread from range({n}) t(i)) to '{path}' (header)"
+    )
+    with duckdb.connect() as con:
+        con.execute(write.format(n=big, path=drops / "a.csv"))
+        con.execute(write.format(n=3, path=drops / "b.csv"))
+    warehouse = _warehouse(tmp_path)
+    warehouse.dlt_pipeline("files_share_prices", "raw_files").run(share_price_files(drop_dir=str(drops)))
+    with duckdb.connect() as con:
+        con.execute(write.format(n=small, path=drops / "a.csv"))
+
+    seen: set[tuple[int, int]] = set()
+    done = threading.Event()
+    reader = duckdb.connect(warehouse.location)  # in-process: the same database instance as dlt's connection
+
+    def read() -> None:
+        cursor = reader.cursor()
+        while not done.is_set():
+            seen.add(
+                cursor.execute(
+                    "select count(*) filter (_source_file = 'a.csv'), count(*) filter (_source_file = 'b.csv') "
+                    "from raw_files.share_prices"
+                ).fetchone()
+            )
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        source = share_price_files(drop_dir=str(drops), files=["a.csv"])
+        warehouse.dlt_pipeline("files_share_prices", "raw_files").run(source)
+    finally:
+        done.set()
+        thread.join()
+        reader.close()
+    assert (big, 3) in seen, "the reader should have polled while the re-load ran"
+    assert seen <= {(big, 3), (small, 3)}, f"a reader saw a half-replaced file: {sorted(seen)}"
+    with duckdb.connect(warehouse.location, read_only=True) as con:
+        assert con.execute("select count(*) from raw_files.share_prices").fetchone()[0] == small + 3
+
+
+BAD_FILES = {
+    "missing column": (
+        _csv('"2018/09/28","1.0","1","1","1"', header=HEADER.replace(',"share_price"', "")),
+        None,
+        "share_price",
+        "is missing from the header",
+    ),
+    "unparsable date": (_csv(_row(1), _row(date="28.09.2018")), 2, "date", "is not a date"),
+    "unparsable number": (_csv(_row(1), _row(2), _row(3, amount="12,5")), 3, "amount", "is not a number"),
+    "share_price zero": (_csv(_row(1, price="0.0000")), 1, "share_price", "must be > 0"),
+    "share_price negative": (_csv(_row(1), _row(2, price="-3.5")), 2, "share_price", "must be > 0"),
+    "ragged row": (_csv(_row(1), _row(2) + ',"7"'), 2, None, "Expected Number of Columns: 6 Found: 7"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES, ids=list(BAD_FILES))
+def test_a_bad_file_names_file_row_and_column(case, drops, tmp_path):
+    content, row, column, problem = BAD_FILES[case]
+    (drops / "2018-01-24.csv").write_text(content)
+    where = "header" if row is None else rf"row {row} \(line {row + 1}\)"
+    where += f", column {column}" if column else ""
+    with pytest.raises(Exception, match=rf"2018-01-24\.csv: .*{where}: .*{problem}"):
+        _load(drops, tmp_path / "w.duckdb", tmp_path / "dlt")
+
+
+# ---------------------------------------------------------------- Dagster: the partitioned asset and its check
+
+
+def _warehouse(tmp_path: Path) -> WarehouseResource:
+    return WarehouseResource.from_environment(resolve({"ELT_DATA_DIR": str(tmp_path / "data")}))
+
+
+def _run_files(instance: dg.DagsterInstance, location: str, warehouse: WarehouseResource, keys: list[str]):
+    """The `files_load` job over a range of file partitions, as a backfill or `elt run` launches it."""
+    defs = dg.Definitions(
+        assets=[files_assets],
+        jobs=[files_load],
+        resources={"share_drops": ShareDropsResource(location=location), "warehouse": warehouse},
+    )
+    return defs.resolve_job_def(FILES_LOAD_JOB).execute_in_process(
+        instance=instance,
+        raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},
+    )
+
+
+def _latest_metadata(instance: dg.DagsterInstance, partition: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=SHARE_PRICES_KEY, asset_partitions=[partition]), limit=1
+    ).records
+    return {key: value.value for key, value in records[0].asset_materialization.metadata.items()}
+
+
+def test_one_run_loads_good_files_and_fails_only_the_bad_one(drops, tmp_path):
+    bad_rows = [_row(1), _row(2, price="-1"), _row(3, date="2018-09-03"), _row(4, price="abc")]
+    (drops / "2018-01-22b.csv").write_text(_csv(*bad_rows))  # sorts between the two good files
+    warehouse = _warehouse(tmp_path)
+    with dg.instance_for_test() as instance:
+        keys = pending_drop_files(instance, str(drops))
+        assert keys == sorted(path.name for path in drops.glob("*.csv"))
+        result = _run_files(instance, str(drops), warehouse, keys)
+
+        assert not result.success
+        failure = next(event for event in result.all_events if event.is_step_failure)
+        message = failure.step_failure_data.user_failure_data.description
+        assert "2018-01-22b.csv: 3 row(s) fail" in message and "row 2 (line 3), column share_price" in message
+        good = {path.name: len(_data_rows(path)) for path in drops.glob("*.csv") if path.name != "2018-01-22b.csv"}
+        assert _rows_per_file(Path(warehouse.location)) == good
+        assert instance.get_materialized_partitions(SHARE_PRICES_KEY) == set(good)
+
+        [check] = result.get_asset_check_evaluations()
+        assert check.check_name == INTEGRITY_CHECK and not check.passed
+        metadata = {key: value.value for key, value in check.metadata.items()}
+        assert metadata["failing_rows"] == 3 and metadata["files_failed"] == 1 and metadata["files_checked"] == 3
+        assert "| 2018-01-22b.csv | 3 | 4 | date | `2018-09-03` | is not a date" in metadata["sample"]
+
+        loaded = _latest_metadata(instance, "2018-01-23.csv")
+        assert loaded["rows_loaded"] == loaded["dagster/partition_row_count"] == good["2018-01-23.csv"]
+        assert loaded["dagster/row_count"] == sum(good.values())
+        assert [column.name for column in loaded["dagster/column_schema"].columns] == [
+            *_data_rows(drops / "2018-01-23.csv")[0].keys(),
+            "_source_file",
+            "_source_row",
+            "_loaded_at",
+        ]
+        assert loaded["source_fingerprint"].startswith("md5:")
+
+        # the file is fixed (new content): it is pending again, loads, and the check passes
+        assert pending_drop_files(instance, str(drops)) == ["2018-01-22b.csv"]
+        (drops / "2018-01-22b.csv").write_text(_csv(_row(1), _row(2)))
+        fixed = _run_files(instance, str(drops), warehouse, ["2018-01-22b.csv"])
+        assert fixed.success and fixed.get_asset_check_evaluations()[0].passed
+        assert _rows_per_file(Path(warehouse.location)) == {**good, "2018-01-22b.csv": 2}
+        assert pending_drop_files(instance, str(drops)) == []
+
+
+def test_a_touched_file_is_not_pending_but_a_rewritten_one_is(drops, tmp_path):
+    warehouse = _warehouse(tmp_path)
+    with dg.instance_for_test() as instance:
+        keys = pending_drop_files(instance, str(drops))
+        assert _run_files(instance, str(drops), warehouse, keys).success
+        assert pending_drop_files(instance, str(drops)) == []
+        touched = drops / "2018-01-22.csv"
+        touched.write_bytes(touched.read_bytes())  # new mtime, same content
+        assert pending_drop_files(instance, str(drops)) == []
+        touched.write_text(_csv(_row(5)))
+        assert pending_drop_files(instance, str(drops)) == ["2018-01-22.csv"]
+
+
+# ---------------------------------------------------------------- the sensor
+
+
+def _tick(instance: dg.DagsterInstance, location: str, cursor: str | None, max_runs_per_tick: int = 100):
+    """One sensor evaluation; a new sensor definition each time, as after a restart (only the cursor carries)."""
+    sensor = build_drops_sensor(FILES_LOAD_JOB, dg.DefaultSensorStatus.STOPPED, max_runs_per_tick=max_runs_per_tick)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"share_drops": ShareDropsResource(location=location)}
+    )
+    result = sensor(context)
+    return [request.partition_key for request in result.run_requests], result.cursor
+
+
+def test_sensor_requests_new_and_changed_files_once(drops, tmp_path):
+    warehouse = _warehouse(tmp_path)
+    location = str(drops)
+    with dg.instance_for_test() as instance:
+        first, cursor = _tick(instance, location, None)
+        names = sorted(path.name for path in drops.glob("*.csv"))
+        assert first == names
+        assert sorted(instance.get_dynamic_partitions(share_price_partitions.name)) == names
+        assert _tick(instance, location, cursor)[0] == []  # requested, not loaded yet: not again
+
+        assert _run_files(instance, location, warehouse, names).success
+        requests, cursor = _tick(instance, location, cursor)
+        assert requests == [] and cursor == "{}"  # loaded: nothing in flight
+
+        (drops / "2018-01-25.csv").write_text(_csv(_row(1)))
+        (drops / "2018-01-22.csv").write_text(_csv(_row(7), _row(8)))  # same name, new content
+        requests, cursor = _tick(instance, location, cursor)
+        assert sorted(requests) == ["2018-01-22.csv", "2018-01-25.csv"]
+        assert _tick(instance, location, cursor)[0] == []  # the cursor (from a "restarted" sensor) remembers
+        (drops / "2018-01-25.csv").write_text(_csv(_row(1), _row(2)))  # changed again before its run
+        assert _tick(instance, location, cursor)[0] == ["2018-01-25.csv"]
+
+
+def test_sensor_requests_a_thousand_files_in_bounded_batches(tmp_path):
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    names = [f"file-{number:04d}.csv" for number in range(1000)]
+    for name in names:
+        (drops / name).write_text(_csv(_row(1)))
+    batch_size = 100
+    requested, cursor = [], None
+    with dg.instance_for_test() as instance:
+        for _ in range(len(names) // batch_size):
+            batch, cursor = _tick(instance, str(drops), cursor, max_runs_per_tick=batch_size)
+            assert len(batch) == batch_size
+            requested += batch
+        assert _tick(instance, str(drops), cursor, max_runs_per_tick=batch_size)[0] == []
+        assert len(instance.get_dynamic_partitions(share_price_partitions.name)) == len(names)
+    assert requested == names  # each file once, oldest first
+
+
+# ---------------------------------------------------------------- S3 (moto server on 127.0.0.1)
+
+
+def test_s3_drops_are_listed_sensed_and_loaded(s3_drops, tmp_path):
+    for path in sorted(DEMO_DROPS.glob("*.csv")):
+        s3_drops.put(path.name, path.read_text())
+    s3_drops.put("notes.txt", "not a drop")
+    warehouse = _warehouse(tmp_path)
+    with dg.instance_for_test() as instance:
+        requests, cursor = _tick(instance, s3_drops.url, None)
+        names = sorted(path.name for path in DEMO_DROPS.glob("*.csv"))
+        assert requests == names
+        assert _run_files(instance, s3_drops.url, warehouse, names).success
+        expected = {path.name: len(_data_rows(path)) for path in DEMO_DROPS.glob("*.csv")}
+        assert _rows_per_file(Path(warehouse.location)) == expected
+        assert _latest_metadata(instance, names[0])["source_fingerprint"].startswith("etag:")
+
+        s3_drops.put(names[0], _csv(_row(1)))  # re-uploaded with new content: a new ETag
+        assert _tick(instance, s3_drops.url, cursor)[0] == [names[0]]
+        assert _run_files(instance, s3_drops.url, warehouse, [names[0]]).success
+        assert _rows_per_file(Path(warehouse.location)) == {**expected, names[0]: 1}
+        assert pending_drop_files(instance, s3_drops.url) == []
+
+
+def test_a_missing_drop_location_is_named(tmp_path):
+    with pytest.raises(Exception, match=r"drop location .*nowhere does not exist \(set ELT_FILES_DROP_DIR"):
+        _load(tmp_path / "nowhere", tmp_path / "w.duckdb", tmp_path / "dlt")
+
+
+def test_invalid_drop_file_keeps_row_and_column(drops, tmp_path):
+    """The error object carries what the check reports: the failing rows' count and a sample."""
+    (drops / "x.csv").write_text(_csv(_row(1, price="-1"), _row(2, price="-2"), _row(3)))
+    with pytest.raises(Exception) as raised:
+        _load(drops, tmp_path / "w.duckdb", tmp_path / "dlt", files=["x.csv"])
+    error = raised.value
+    while not isinstance(error, InvalidDropFile):
+        error = error.__cause__ or error.__context__
+    assert error.failing_rows == 2
+    assert [(problem.row, problem.column) for problem in error.sample] == [(1, "share_price"), (2, "share_price")]

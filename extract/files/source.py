@@ -1,68 +1,145 @@
-"""Share-price CSV drops -> dlt. One file per drop (`YYYY-MM-DD.csv`); reading is columnar (DuckDB -> Arrow).
+"""Share-price CSV drops -> dlt. One file per drop (`YYYY-MM-DD.csv`); reading is columnar, in DuckDB.
 
 Raw values are kept as the file wrote them (VARCHAR: `2018/09/28`, `264.7700`); staging in dbt casts them. Each
-row carries its provenance (`_source_file`, `_source_row`, `_loaded_at`). Loading is delete-insert on
-`_source_file`: re-loading a file replaces exactly the rows that came from it, in one transaction, and leaves
-other files' rows alone.
+row carries its provenance (`_source_file`, `_source_row`, `_loaded_at`). DuckDB streams each file into a parquet file
+(`COPY ... TO`, with the header's columns and sniffing off), the integrity check (extract/files/integrity.py) scans
+that parquet, and dlt imports it as is: no rows pass through Python, and one file at a time is in flight.
+
+Loading is delete-insert on `_source_file`: dlt's merge deletes and inserts in one transaction (with dlt's
+`supports_transactions` on, as orchestration/lib/warehouse.py sets it), so re-loading a file replaces exactly its
+rows, atomically, and leaves other files' rows alone. When none of the run's files has rows in the destination yet
+(the usual case: new drops), the load appends instead: the same result without dlt's staging copy.
 """
 
 from __future__ import annotations
 
+import re
+import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dlt
 import duckdb
-import pyarrow as pa
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
+
+from extract.files.drops import DropFile, list_drops, read_header, reader_connection
+from extract.files.integrity import SHARE_PRICE_COLUMNS, InvalidDropFile, Problem, check_header, check_share_prices
 
 DEMO_DROPS = Path(__file__).parent / "demo_drops"
-SHARE_PRICE_COLUMNS = ("date", "share_price", "amount", "spend", "shift", "spread")
+# the staged parquet's schema (dlt does not read imported files); nullable as DuckDB writes them, so dlt's normalize
+# imports the files as they are instead of rewriting them
+COLUMNS = {
+    **{column: {"data_type": "text"} for column in SHARE_PRICE_COLUMNS},
+    "_source_file": {"data_type": "text", "nullable": True},
+    "_source_row": {"data_type": "bigint"},
+    "_loaded_at": {"data_type": "timestamp", "timezone": True},
+}
 
 
-def list_drop_files(drop_dir: str | Path) -> list[Path]:
-    """The CSV drops in a folder, oldest drop first (the file name is the drop date)."""
-    folder = Path(drop_dir)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"share-price drop folder {folder} does not exist")
-    return sorted(folder.glob("*.csv"))
+@dataclass
+class LoadLog:
+    """What a run extracted: rows per loaded file and the files that failed their check (not loaded)."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    invalid: dict[str, InvalidDropFile] = field(default_factory=dict)
 
 
-def read_share_price_file(path: Path, loaded_at: datetime) -> pa.Table:
-    """One drop file as an Arrow table of strings, plus provenance columns."""
-    with duckdb.connect() as con:
-        table = con.read_csv(str(path), header=True, all_varchar=True).arrow()
-    if hasattr(table, "read_all"):  # DuckDB returns a RecordBatchReader from .arrow() in newer versions
-        table = table.read_all()
-    missing = [column for column in SHARE_PRICE_COLUMNS if column not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: missing required column(s) {', '.join(missing)} in the header")
-    table = table.select(list(SHARE_PRICE_COLUMNS))
-    rows = table.num_rows
-    provenance = {
-        "_source_file": pa.array([path.name] * rows, pa.string()),
-        "_source_row": pa.array(range(1, rows + 1), pa.int64()),  # 1 = the first data row after the header
-        "_loaded_at": pa.array([loaded_at] * rows, pa.timestamp("us", tz="UTC")),
-    }
-    for name, values in provenance.items():
-        table = table.append_column(pa.field(name, values.type, nullable=False), values)
-    return table
+def stage_share_price_file(
+    con: duckdb.DuckDBPyConnection, drop: DropFile, loaded_at: datetime, folder: Path
+) -> tuple[Path, int]:
+    """Write one drop file's rows plus provenance to a parquet file in `folder` and check them; returns the parquet
+    and its row count, raises InvalidDropFile.
+
+    DuckDB gets the header's column names with sniffing off, so a row with another number of fields fails with its
+    line number instead of being guessed around; `row_number() over ()` streams in file order.
+    """
+    header = read_header(drop)
+    check_header(drop.name, header)
+    read = "{" + ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for name in header) + "}"
+    columns = ", ".join(f'"{column}"' for column in SHARE_PRICE_COLUMNS)
+    staged = folder / f"{uuid.uuid4().hex}.parquet"  # not the drop's name: it goes into SQL text
+    try:
+        con.execute(
+            f"""copy (
+                select {columns}, ?::varchar as _source_file, row_number() over () as _source_row,
+                    ?::timestamptz as _loaded_at
+                from read_csv(?, header = true, delim = ',', quote = '"', escape = '"', auto_detect = false,
+                    columns = {read})
+            ) to '{staged}' (format parquet, compression uncompressed)""",
+            [drop.name, loaded_at, drop.url],
+        )
+    except duckdb.InvalidInputException as error:  # a malformed CSV: DuckDB says what, and on which line
+        lines = str(error).strip().splitlines()
+        line = re.search(r"Line: (\d+)", lines[0])
+        reason = "; ".join(text for text in lines[:4] if text.startswith(("Invalid", "Expected", "Original")))
+        row = int(line.group(1)) - 1 if line else None
+        problem = Problem(row, None, None, f"is not valid CSV: {reason}")
+        raise InvalidDropFile(drop.name, 1 if row else 0, [problem]) from None
+    return staged, check_share_prices(con, f"read_parquet('{staged}')", drop.name)
+
+
+def _files_in_destination(names: list[str]) -> set[str] | None:
+    """Which of `names` have rows in the running pipeline's `share_prices` table; None when unknown (then merge)."""
+    try:
+        with dlt.current.pipeline().sql_client() as client:
+            table = client.make_qualified_table_name("share_prices")
+            if not client.has_dataset():
+                return set()
+            placeholders = ", ".join(["%s"] * len(names))
+            query = f"select distinct _source_file from {table} where _source_file in ({placeholders})"
+            return {name for (name,) in client.execute_sql(query, *names)}
+    except DatabaseUndefinedRelation:
+        return set()  # no table yet
+    except Exception:  # no destination (the source iterated alone) or it is unreachable: the merge is always right
+        return None
 
 
 @dlt.source(name="share_price_files")
-def share_price_files(drop_dir: str = str(DEMO_DROPS), files: Iterable[str] | None = None) -> Iterable:
-    """The share-price drops in `drop_dir`; `files` limits the load to some file names."""
+def share_price_files(
+    drop_dir: str = str(DEMO_DROPS),
+    files: Iterable[str] | None = None,
+    log: LoadLog | None = None,
+) -> Iterable:
+    """The share-price drops in `drop_dir` (a folder or `s3://` URL); `files` limits the load to some file names.
+
+    Without `log`, a file that fails its check (or is missing) raises; with it, the file is skipped and recorded in
+    `log.invalid`, and the other files still load.
+    """
 
     @dlt.resource(
         name="share_prices",
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         merge_key="_source_file",
+        columns=COLUMNS,
     )
-    def share_prices() -> Iterator[pa.Table]:
-        wanted = set(files) if files is not None else None
+    def share_prices() -> Iterator[Any]:  # parquet files for dlt to import, never rows
+        drops = {drop.name: drop for drop in list_drops(str(drop_dir))}
+        wanted = list(drops) if files is None else list(dict.fromkeys(files))
         loaded_at = datetime.now(UTC)
-        for path in list_drop_files(drop_dir):
-            if wanted is None or path.name in wanted:
-                yield read_share_price_file(path, loaded_at)
+        found = [name for name in wanted if name in drops]
+        present = _files_in_destination(found) if found else None
+        append = present == set()  # no rows of these files yet: appending is the same as replacing
+        with reader_connection(str(drop_dir)) as con, tempfile.TemporaryDirectory(prefix="share_prices_") as folder:
+            for name in wanted:
+                try:
+                    if name not in drops:
+                        problem = Problem(None, None, None, f"is not in the drop location {drop_dir}")
+                        raise InvalidDropFile(name, 0, [problem])
+                    staged, rows = stage_share_price_file(con, drops[name], loaded_at, Path(folder))
+                except InvalidDropFile as invalid:
+                    if log is None:
+                        raise
+                    log.invalid[name] = invalid
+                    continue
+                hints = dlt.mark.make_hints(write_disposition="append") if append else None
+                append = False  # set once, on the first file
+                yield dlt.mark.with_file_import(str(staged), "parquet", rows, hints=hints)
+                staged.unlink()  # dlt has linked or copied it into its load package
+                if log is not None:
+                    log.rows[name] = rows
 
     return share_prices

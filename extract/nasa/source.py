@@ -4,6 +4,10 @@ The feed answers at most 7 days per request, so a longer range is fetched in 7-d
 whole neo object as the API sends it (minus `links`, which carry the api key), plus `close_approach_date`, the
 feed day; `close_approach_data` stays nested and lands in the child table `asteroids__close_approach_data`.
 Numbers inside `relative_velocity` and `miss_distance` stay strings: dbt casts them.
+
+Responses vary: older ones lack `id`, `is_sentry_object` and `close_approach_date_full`, and a magnitude may come as
+`26` one day and `26.8` the next. The column types are declared so that every shape lands in the same columns
+(missing fields as NULL) instead of dlt inferring a type per load and adding `__v_double` variant columns.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import dlt
 import requests
@@ -19,6 +24,36 @@ from dlt.sources.helpers.requests import Client
 NASA_API_URL = "https://api.nasa.gov"
 FEED_PATH = "/neo/rest/v1/feed"
 MAX_WINDOW_DAYS = 7
+
+
+_DIAMETER_COLUMNS = {
+    f"estimated_diameter__{unit}__estimated_diameter_{bound}": {"data_type": "double"}
+    for unit in ("kilometers", "meters", "miles", "feet")
+    for bound in ("min", "max")
+}
+ASTEROID_COLUMNS: dict[str, dict[str, Any]] = {
+    "close_approach_date": {"data_type": "date", "nullable": False},  # the feed day; part of the merge key
+    "neo_reference_id": {"data_type": "text", "nullable": False},
+    "id": {"data_type": "text"},  # newer responses only
+    "name": {"data_type": "text"},
+    "nasa_jpl_url": {"data_type": "text"},
+    "absolute_magnitude_h": {"data_type": "double"},
+    **_DIAMETER_COLUMNS,
+    "is_potentially_hazardous_asteroid": {"data_type": "bool"},
+    "is_sentry_object": {"data_type": "bool"},  # newer responses only
+    "sentry_data": {"data_type": "text"},  # newer responses, sentry objects only
+}
+CLOSE_APPROACH_COLUMNS: dict[str, dict[str, Any]] = {
+    "close_approach_date": {"data_type": "text"},
+    "close_approach_date_full": {"data_type": "text"},  # newer responses only, e.g. `2018-Sep-05 07:04`
+    "epoch_date_close_approach": {"data_type": "bigint"},  # milliseconds
+    **{
+        f"relative_velocity__{unit}": {"data_type": "text"}
+        for unit in ("kilometers_per_second", "kilometers_per_hour", "miles_per_hour")
+    },
+    **{f"miss_distance__{unit}": {"data_type": "text"} for unit in ("astronomical", "lunar", "kilometers", "miles")},
+    "orbiting_body": {"data_type": "text"},
+}
 
 
 class NeowsError(RuntimeError):
@@ -38,6 +73,12 @@ def feed_windows(start_date: date, end_date: date) -> list[tuple[date, date]]:
     return windows
 
 
+def display_url(url: str) -> str:
+    """The url without user info or query, for messages: a proxy url may hold credentials."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
 def _sample(text: str, api_key: str, limit: int = 200) -> str:
     """The start of a body for an error message, with the api key masked."""
     text = text.replace(api_key, "***") if api_key else text
@@ -46,35 +87,54 @@ def _sample(text: str, api_key: str, limit: int = 200) -> str:
 
 def fetch_feed(client: Client, base_url: str, api_key: str, first: date, last: date) -> dict[str, list[Any]]:
     """`near_earth_objects` of one window, or a NeowsError that never shows the api key."""
-    window = f"{first}..{last}"
+    window, where = f"{first}..{last}", display_url(base_url)
     params = {"start_date": first.isoformat(), "end_date": last.isoformat(), "api_key": api_key}
     try:
         response = client.get(f"{base_url.rstrip('/')}{FEED_PATH}", params=params)
     except requests.RequestException as error:  # its message holds the url, api key included
-        raise NeowsError(f"NeoWs feed {window} at {base_url}: {_sample(str(error), api_key, 500)}") from None
+        raise NeowsError(f"NeoWs feed {window} at {where}: {_sample(str(error), api_key, 500)}") from None
     if response.status_code == 403:
         raise NeowsError(
-            f"NeoWs refused the api key (403) for feed {window} at {base_url}: set NASA_API_KEY to a valid "
+            f"NeoWs refused the api key (403) for feed {window} at {where}: set NASA_API_KEY to a valid "
             "key from https://api.nasa.gov, or unset it to use the recorded demo data. "
             f"Response: {_sample(response.text, api_key)}"
         )
     if response.status_code != 200:
         raise NeowsError(
-            f"NeoWs feed {window} at {base_url} answered {response.status_code} (after retries): "
+            f"NeoWs feed {window} at {where} answered {response.status_code} (after retries): "
             f"{_sample(response.text, api_key)}"
         )
     try:
         near_earth_objects = response.json()["near_earth_objects"]
-        if not isinstance(near_earth_objects, dict) or not all(
-            isinstance(objects, list) for objects in near_earth_objects.values()
-        ):
-            raise TypeError("near_earth_objects is not {date: [neo, ...]}")
+        _check_shape(near_earth_objects)
     except (ValueError, KeyError, TypeError) as error:
         raise NeowsError(
-            f"NeoWs feed {window} at {base_url} sent a malformed body ({type(error).__name__}: {error}); "
-            f"expected {{'near_earth_objects': {{date: [...]}}}}, got: {_sample(response.text, api_key)}"
+            f"NeoWs feed {window} at {where} sent a malformed body ({type(error).__name__}: {error}); "
+            "expected {'near_earth_objects': {'YYYY-MM-DD': [{'neo_reference_id': ..., ...}]}}, "
+            f"got: {_sample(response.text, api_key)}"
         ) from None
     return near_earth_objects
+
+
+def _check_shape(near_earth_objects: Any) -> None:
+    """Raise TypeError/ValueError unless the body is {feed day: [neo with a neo_reference_id]}: the merge key."""
+    if not isinstance(near_earth_objects, dict):
+        raise TypeError("near_earth_objects is not {date: [neo, ...]}")
+    for day, objects in near_earth_objects.items():
+        date.fromisoformat(day)
+        if not isinstance(objects, list):
+            raise TypeError(f"near_earth_objects[{day!r}] is not a list")
+        for index, neo in enumerate(objects):
+            if not isinstance(neo, dict) or not neo.get("neo_reference_id"):
+                raise ValueError(f"near_earth_objects[{day!r}][{index}] has no neo_reference_id")
+
+
+def asteroid_row(neo: dict[str, Any], day: str) -> dict[str, Any]:
+    """The neo as sent, without the links that carry the api key (`links`, the query of `sentry_data`)."""
+    row = {key: value for key, value in neo.items() if key != "links"}
+    if isinstance(row.get("sentry_data"), str):
+        row["sentry_data"] = row["sentry_data"].split("?")[0]
+    return {**row, "close_approach_date": day}
 
 
 @dlt.source(name="neows")
@@ -86,9 +146,12 @@ def neows(
     max_attempts: int = 5,
     backoff_factor: float = 1.0,
     max_retry_delay: float = 300.0,
+    timeout: float = 60.0,
 ) -> Any:
-    """NeoWs feed objects for [start_date, end_date]; retries 429/5xx with backoff, honours Retry-After."""
+    """NeoWs feed objects for [start_date, end_date]; retries 429, 5xx and timeouts with exponential backoff,
+    honouring Retry-After (capped at `max_retry_delay` seconds)."""
     client = Client(
+        request_timeout=timeout,
         raise_for_status=False,
         request_max_attempts=max_attempts,
         request_backoff_factor=backoff_factor,
@@ -100,16 +163,13 @@ def neows(
         name="asteroids",
         write_disposition="merge",
         primary_key=("neo_reference_id", "close_approach_date"),
-        columns={"close_approach_date": {"data_type": "date", "nullable": False}},
+        columns=ASTEROID_COLUMNS,
+        nested_hints={"close_approach_data": dlt.mark.make_nested_hints(columns=CLOSE_APPROACH_COLUMNS)},
     )
     def asteroids() -> Iterator[list[dict[str, Any]]]:
         """Near-earth objects from the NASA NeoWs feed, one row per object and feed day."""
         for first, last in feed_windows(start_date, end_date):
             near_earth_objects = fetch_feed(client, base_url, api_key, first, last)
-            yield [
-                {**{k: v for k, v in neo.items() if k != "links"}, "close_approach_date": day}
-                for day, objects in sorted(near_earth_objects.items())
-                for neo in objects
-            ]
+            yield [asteroid_row(neo, day) for day, objects in sorted(near_earth_objects.items()) for neo in objects]
 
     return asteroids

@@ -1,10 +1,13 @@
-"""Keys dlt assets by where their table lands (`[dataset, table]`), with no upstream placeholder assets."""
+"""Keys dlt assets by where their table lands (`[dataset, table]`), with no upstream placeholder assets, and
+reports that table in the materialization metadata."""
 
 from __future__ import annotations
 
 import dagster as dg
+import dlt
 from dagster_dlt import DagsterDltTranslator
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from orchestration.lib.asset_keys import table_asset_key
 
@@ -27,3 +30,18 @@ class RawTableDltTranslator(DagsterDltTranslator):
                 kinds={"dlt", "duckdb"},
             )
         )
+
+
+def landed_table_metadata(pipeline: dlt.Pipeline, asset_key: dg.AssetKey) -> dict[str, dg.MetadataValue]:
+    """The table a dlt asset wrote, as a user finds it: `dagster/table_name` is `<dataset>.<table>` (dagster-dlt
+    says `<destination>.<dlt schema>.<table>`, e.g. `duckdb.neows.asteroids`), `dagster/row_count` its rows now."""
+    table = asset_key.path[-1]
+    with pipeline.sql_client() as client:
+        try:
+            [(row_count,)] = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
+        except DatabaseUndefinedRelation:  # nothing was ever loaded: dlt creates a table with its first rows
+            row_count = 0
+    return {
+        "dagster/table_name": dg.MetadataValue.text(f"{pipeline.dataset_name}.{table}"),
+        "dagster/row_count": dg.MetadataValue.int(row_count),
+    }

@@ -8,6 +8,7 @@ import dagster as dg
 import dlt
 import duckdb
 
+from extract.destination import warehouse_destination
 from orchestration.environment import Environment, open_for_write
 
 
@@ -49,10 +50,8 @@ class WarehouseResource(dg.ConfigurableResource):
         return location
 
     def dlt_destination(self):
-        location = self.checked_location()
-        if self.is_motherduck:
-            return dlt.destinations.motherduck(credentials=location)
-        return dlt.destinations.duckdb(credentials=location)
+        """dlt's destination for this warehouse (see extract/destination.py), after the prod-write guard."""
+        return warehouse_destination(self.checked_location())
 
     def dlt_pipeline(self, pipeline_name: str, dataset_name: str) -> dlt.Pipeline:
         """A dlt pipeline into this warehouse, with its local state kept per environment."""

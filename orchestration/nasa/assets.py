@@ -1,87 +1,126 @@
 """The NASA NeoWs slice: the feed loaded by dlt into `raw_nasa.asteroids` (+ its close-approach child table).
 
-Without `NASA_API_KEY` (and no base url) the run serves the recorded demo days from a local replay server.
+One partition per feed day. A run loads its whole partition range in one dlt load (a backfill is a single run),
+7 days per API request, merged on (neo_reference_id, feed day) so overlapping runs never duplicate. Without
+`NASA_API_KEY` (and no base url) the run serves the recorded demo days from a local replay server.
 """
 
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
+from functools import cache
 
 import dagster as dg
 import dlt
 from dagster_dlt import DagsterDltResource, dlt_assets
+from dlt.pipeline.exceptions import PipelineStepFailed
+from pydantic import Field
 
-from extract.nasa.replay import ReplayServer
-from extract.nasa.source import NASA_API_URL, neows
+from extract.nasa.source import NeowsError, feed_windows, neows
+from orchestration.environment import source_settings
 from orchestration.lib.asset_keys import WAREHOUSE_POOL
-from orchestration.lib.dlt_translator import RawTableDltTranslator
+from orchestration.lib.dlt_translator import RawTableDltTranslator, landed_table_metadata
 from orchestration.lib.warehouse import WarehouseResource
+from orchestration.nasa.partitions import DEMO_START, DEV_WINDOW_DAYS, daily_partitions, feed_days
+from orchestration.nasa.resources import DEMO_KEY, NasaApiResource
 
-DEMO_KEY = "DEMO_KEY"
-DEMO_START, DEMO_END = "2018-09-05", "2018-09-11"  # the recorded days in extract/nasa/recorded
+__all__ = ["NasaApiResource", "NeowsRunConfig", "build_nasa_assets", "nasa_assets"]
 
-
-@dataclass(frozen=True)
-class NeowsEndpoint:
-    base_url: str
-    api_key: str
-    replayed: bool
+PIPELINE_NAME, DATASET_NAME = "nasa_neows", "raw_nasa"
 
 
-class NasaApiResource(dg.ConfigurableResource):
-    """The NeoWs API: the real one with `api_key`, another with `base_url`, else the recorded demo replay."""
-
-    api_key: str | None = None
-    base_url: str | None = None
-
-    @contextmanager
-    def endpoint(self) -> Iterator[NeowsEndpoint]:
-        """Where to send feed requests; a replay server lives as long as the `with` block."""
-        if self.api_key or self.base_url:
-            yield NeowsEndpoint(self.base_url or NASA_API_URL, self.api_key or DEMO_KEY, replayed=False)
-            return
-        with ReplayServer() as replay:
-            yield NeowsEndpoint(replay.base_url, DEMO_KEY, replayed=True)
+class NeowsRunConfig(dg.Config):
+    ignore_date_limits: bool = Field(
+        default=False,
+        description=f"In dev and branch, load more than {DEV_WINDOW_DAYS} feed days from a real API in one run "
+        "(prod has no limit). Named like dbt's var that lifts the dev data window.",
+    )
 
 
-class NeowsWindow(dg.Config):
-    """The feed days to load, both inclusive (a later issue replaces this with daily partitions)."""
+def check_dev_window(env_name: str, first: date, last: date, config: NeowsRunConfig) -> None:
+    """Refuse, before any request, a dev or branch run over more days than the dev window unless asked."""
+    days = (last - first).days + 1
+    if env_name == "prod" or days <= DEV_WINDOW_DAYS or config.ignore_date_limits:
+        return
+    raise dg.Failure(
+        description=(
+            f"the {env_name} environment loads at most {DEV_WINDOW_DAYS} NeoWs feed days per run, and this run "
+            f"asks for {days} ({first}..{last}, {len(feed_windows(first, last))} API requests). Backfill a shorter "
+            "range, or ask for all of it with the run config "
+            "`ops: {nasa_neows: {config: {ignore_date_limits: true}}}`."
+        ),
+        metadata={"window": f"{first}..{last}", "days": days, "dev_window_days": DEV_WINDOW_DAYS},
+    )
 
-    start_date: str = DEMO_START
-    end_date: str = DEMO_END
 
-    def dates(self) -> tuple[date, date]:
-        try:
-            start, end = date.fromisoformat(self.start_date), date.fromisoformat(self.end_date)
-        except ValueError as error:
-            raise dg.Failure(f"NeowsWindow start_date/end_date must be YYYY-MM-DD: {error}") from None
-        if end < start:
-            raise dg.Failure(f"NeowsWindow end_date {end} is before start_date {start}")
-        return start, end
+def _neows_error(error: BaseException) -> NeowsError | None:
+    """The NeowsError under dlt's step-failure wrappers, if the feed is what failed."""
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, NeowsError):
+        seen = seen.__cause__ or seen.__context__
+    return seen
 
 
-@dlt_assets(
-    # placeholders that define the asset specs; the run builds the real source and pipeline
-    dlt_source=neows(date.fromisoformat(DEMO_START), date.fromisoformat(DEMO_END), api_key=DEMO_KEY),
-    dlt_pipeline=dlt.pipeline(pipeline_name="nasa_neows", dataset_name="raw_nasa", destination="duckdb"),
-    dagster_dlt_translator=RawTableDltTranslator("raw_nasa", group_name="nasa"),
-    pool=WAREHOUSE_POOL,
-    name="nasa_neows",
-)
-def nasa_assets(
-    context: dg.AssetExecutionContext,
-    config: NeowsWindow,
-    dlt: DagsterDltResource,
-    nasa_api: NasaApiResource,
-    warehouse: WarehouseResource,
-) -> Iterator[dg.MaterializeResult]:
-    start, end = config.dates()
-    with nasa_api.endpoint() as endpoint:
-        context.log.info(f"loading NeoWs feed {start}..{end} from {endpoint.base_url}")
-        source = neows(start, end, api_key=endpoint.api_key, base_url=endpoint.base_url)
-        pipeline = warehouse.dlt_pipeline("nasa_neows", "raw_nasa")
-        origin = "recorded demo replay" if endpoint.replayed else endpoint.base_url
-        for result in dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline):
-            context.add_asset_metadata({"window": f"{start}..{end}", "source": origin}, asset_key=result.asset_key)
-            yield result
+@cache
+def build_nasa_assets(start_date: str) -> dg.AssetsDefinition:
+    """The NeoWs dlt asset over daily partitions from `start_date` (one definition per start date)."""
+
+    @dlt_assets(
+        # placeholders that define the asset specs; the run builds the real source and pipeline
+        dlt_source=neows(date.fromisoformat(DEMO_START), date.fromisoformat(DEMO_START), api_key=DEMO_KEY),
+        dlt_pipeline=dlt.pipeline(pipeline_name=PIPELINE_NAME, dataset_name=DATASET_NAME, destination="duckdb"),
+        dagster_dlt_translator=RawTableDltTranslator(DATASET_NAME, group_name="nasa"),
+        partitions_def=daily_partitions(start_date),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        pool=WAREHOUSE_POOL,
+        name="nasa_neows",
+    )
+    def nasa_assets(
+        context: dg.AssetExecutionContext,
+        config: NeowsRunConfig,
+        dlt: DagsterDltResource,
+        nasa_api: NasaApiResource,
+        warehouse: WarehouseResource,
+    ) -> Iterator[dg.MaterializeResult]:
+        """Load the run's feed days (one partition or a backfill range) and report the table they landed in."""
+        if not (context.has_partition_key or context.has_partition_key_range):
+            raise dg.Failure(
+                "raw_nasa/asteroids is partitioned by feed day: run it for a partition or a range (run tags "
+                "dagster/asset_partition_range_start and _end); orchestration.nasa.run_window() gives the default"
+            )
+        first, last = feed_days(context.partition_time_window)
+        window = {
+            "window": f"{first}..{last}",
+            "days": (last - first).days + 1,
+            "api_requests": len(feed_windows(first, last)),
+        }
+        with nasa_api.endpoint() as endpoint:
+            if not endpoint.replayed:
+                check_dev_window(warehouse.env_name, first, last, config)
+            context.log.info(f"loading NeoWs feed {first}..{last} from {endpoint.label}")
+            source = neows(first, last, api_key=endpoint.api_key, base_url=endpoint.base_url)
+            pipeline = warehouse.dlt_pipeline(PIPELINE_NAME, DATASET_NAME)
+            try:
+                results = list(dlt.run(context=context, dlt_source=source, dlt_pipeline=pipeline))
+            except PipelineStepFailed as error:
+                feed_error = _neows_error(error)
+                if feed_error is None:
+                    raise
+                raise dg.Failure(description=str(feed_error), metadata=window) from error
+        row_counts = pipeline.last_trace.last_normalize_info.row_counts
+        for result in results:
+            table = result.asset_key.path[-1]
+            yield result._replace(
+                metadata={
+                    **(result.metadata or {}),
+                    **landed_table_metadata(pipeline, result.asset_key),
+                    **window,
+                    "source": endpoint.label,
+                    "rows_loaded": row_counts.get(table, 0),
+                    "close_approach_rows_loaded": row_counts.get(f"{table}__close_approach_data", 0),
+                }
+            )
+
+    return nasa_assets
+
+
+nasa_assets = build_nasa_assets(source_settings().nasa_start_date)

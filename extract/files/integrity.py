@@ -1,0 +1,114 @@
+"""The integrity check a drop file passes before any of its rows are loaded: SQL over the file's staged rows.
+
+Its rules are the casts dbt staging applies (`strptime(date, '%Y/%m/%d')`, `decimal(18, 4)`) plus
+`share_price > 0`, so a file that passes cannot break staging; a clean file costs one columnar scan. Row numbers
+count data rows from 1 (row 1 is line 2, under the header), the same numbering as `_source_row`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+SHARE_PRICE_COLUMNS = ("date", "share_price", "amount", "spend", "shift", "spread")
+NUMBER_COLUMNS = ("share_price", "amount", "spend", "shift", "spread")
+DATE_FORMAT = "%Y/%m/%d"
+NUMBER_TYPE = "decimal(18, 4)"
+SAMPLE_SIZE = 10
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One failing value: `row` None means the whole file (its header, or a parse error DuckDB could not place)."""
+
+    row: int | None
+    column: str | None
+    value: str | None
+    problem: str
+
+    def describe(self) -> str:
+        if self.row is None:
+            where = f"header, column {self.column}: " if self.column else ""
+        else:
+            where = f"row {self.row} (line {self.row + 1})" + (f", column {self.column}" if self.column else "") + ": "
+        value = "" if self.value is None else f"{self.value!r} "
+        return f"{where}{value}{self.problem}"
+
+
+class InvalidDropFile(ValueError):
+    """A drop file failed the integrity check; the message names the file, the row and the column."""
+
+    def __init__(self, file: str, failing_rows: int, sample: list[Problem]):
+        self.file, self.failing_rows, self.sample = file, failing_rows, sample
+        rows = f"{failing_rows} row(s) fail" if failing_rows else "the file fails"
+        detail = "; ".join(problem.describe() for problem in sample[:3])
+        more = f" (+{len(sample) - 3} more in the sample)" if len(sample) > 3 else ""
+        super().__init__(f"{file}: {rows} the integrity check: {detail}{more}")
+
+
+def _rules() -> list[tuple[str, str, str]]:
+    """Per checked column: (name, a fast predicate true for a failing value, a CASE naming the problem).
+
+    The predicates are what the clean path costs (one scan, cheap casts first); the CASEs run only on a failing file.
+    """
+    number = f"try_cast({{c}} as {NUMBER_TYPE})"
+    empty = "nullif(trim({c}), '') is null"
+    date = 'try_strptime("date", \'' + DATE_FORMAT + "')"
+    rules = [
+        (
+            "date",
+            f"{date} is null",
+            f"""case when {empty.format(c='"date"')} then 'is empty'
+                else 'is not a date like 2018/09/28' end""",
+        ),
+        (
+            "share_price",
+            f"not coalesce({number.format(c='share_price')} > 0, false)",
+            f"""case when {empty.format(c="share_price")} then 'is empty'
+                when {number.format(c="share_price")} is null then 'is not a number' else 'must be > 0' end""",
+        ),
+    ]
+    for column in NUMBER_COLUMNS[1:]:
+        quoted = f'"{column}"'
+        rules.append(
+            (
+                column,
+                f"{number.format(c=quoted)} is null and not {empty.format(c=quoted)}",
+                "'is not a number'",
+            )
+        )
+    return rules
+
+
+def check_header(file: str, header: list[str]) -> None:
+    """The header names every required column, once (extra columns are allowed and not loaded)."""
+    if not any(header) or len(set(header)) != len(header):
+        problem = f"has no usable header (empty or repeated column names: {header})"
+        raise InvalidDropFile(file, 0, [Problem(None, None, None, problem)])
+    missing = [column for column in SHARE_PRICE_COLUMNS if column not in header]
+    if missing:
+        problems = [Problem(None, column, None, "is missing from the header") for column in missing]
+        raise InvalidDropFile(file, 0, problems)
+
+
+def check_share_prices(con: duckdb.DuckDBPyConnection, relation: str, file: str) -> int:
+    """Check a drop file's rows (`relation`: its VARCHAR columns plus `_source_row`); returns the row count, raises
+    InvalidDropFile with the failing rows' count and a sample."""
+    rules = _rules()
+    any_failing = " or ".join(f"({predicate})" for _, predicate, _ in rules)
+    rows, failing = con.execute(f"select count(*), count(*) filter ({any_failing}) from {relation}").fetchone()
+    if rows == 0:
+        raise InvalidDropFile(file, 0, [Problem(None, None, None, "has no data rows under the header")])
+    if not failing:
+        return rows
+    checks = " union all ".join(
+        f"""select _source_row as row, {position} as position, '{column}' as "column", "{column}" as value,
+            {case} as problem from {relation} where {predicate}"""
+        for position, (column, predicate, case) in enumerate(rules)
+    )
+    [sample] = con.execute(
+        f"""select list((row, "column", value, problem) order by row, position)
+            from (select * from ({checks}) order by row, position limit {SAMPLE_SIZE})"""
+    ).fetchone()
+    raise InvalidDropFile(file, failing, [Problem(*item) for item in sample])
