@@ -2,7 +2,8 @@
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -40,6 +41,7 @@ class RunSummary:
     checks_failed: list[str]
     table_rows: list[tuple[str, int]]
     warehouse: str
+    runs: list[str] = field(default_factory=list)  # what each Dagster run loaded, in order
 
     @property
     def ok(self) -> bool:
@@ -67,38 +69,82 @@ def warehouse_row_counts(location: str) -> list[tuple[str, int]]:
         ]
 
 
+def contiguous_ranges(keys: Sequence[str], wanted: Collection[str]) -> list[tuple[str, str]]:
+    """The wanted keys as (first, last) runs of neighbours in `keys`' order: one Dagster run per range."""
+    ranges: list[tuple[str, str]] = []
+    start = previous = None
+    for key in keys:
+        if key in wanted:
+            start, previous = start or key, key
+        elif start is not None:
+            ranges.append((start, previous))
+            start = None
+    if start is not None:
+        ranges.append((start, previous))
+    return ranges
+
+
 def run_pipeline(env=None, sources=None, instance=None, log_level: str = "INFO") -> RunSummary:
-    """Materialize the whole asset graph once, in this process, as production would (the same definitions)."""
+    """Materialize the whole asset graph once, in this process, with the production definitions.
+
+    Three kinds of run, as the schedules and sensor would launch them: the share-price files that are new or
+    changed since their last load (one run per range of partitions; none when nothing changed), the NeoWs feed
+    days of the run window (one run over the range), then every unpartitioned asset: the shop tables and dbt.
+    """
     import dagster as dg
 
     from orchestration.definitions import ALL_ASSETS_JOB, build_definitions
+    from orchestration.files.definitions import FILES_LOAD_JOB
+    from orchestration.files.partitions import pending_drop_files, share_price_partitions
+    from orchestration.nasa.definitions import NASA_DAILY_JOB
+    from orchestration.nasa.partitions import run_window
 
     env = env or resolve()
     sources = sources or source_settings()
     if instance is None:
         prepare_dagster_home(env.dagster_home)
         instance = dg.DagsterInstance.get()
-    job = build_definitions(env, sources).resolve_job_def(ALL_ASSETS_JOB)
-    result = job.execute_in_process(
-        instance=instance,
-        raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
-    failed_steps = [event.step_key for event in result.all_events if event.is_step_failure]
-    evaluations = result.get_asset_check_evaluations()
+    defs = build_definitions(env, sources)
+    planned: list[tuple[str, str, dict[str, str]]] = []
+    pending = pending_drop_files(instance, sources.files_drop_location)
+    for first, last in contiguous_ranges(instance.get_dynamic_partitions(share_price_partitions.name), pending):
+        planned.append((FILES_LOAD_JOB, f"files {first}..{last}", _range_tags(first, last)))
+    first_day, last_day = run_window(defs.resources["nasa_api"], env)
+    planned.append((NASA_DAILY_JOB, f"NeoWs days {first_day}..{last_day}", _range_tags(first_day, last_day)))
+    planned.append((ALL_ASSETS_JOB, "shop tables and dbt build", {}))
+
+    success, failed_steps, evaluations, runs = True, [], [], []
+    for job_name, what, tags in planned:
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            tags=tags,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+        runs.append(f"{what}: {'ok' if result.success else 'FAILED'}")
+        success &= result.success
+        failed_steps += [event.step_key for event in result.all_events if event.is_step_failure]
+        evaluations += result.get_asset_check_evaluations()
     checks_failed = sorted(f"{'/'.join(e.asset_key.path)}: {e.check_name}" for e in evaluations if not e.passed)
     rows = warehouse_row_counts(env.warehouse) if env.is_motherduck or Path(env.warehouse).exists() else []
     return RunSummary(
-        success=result.success,
+        success=success,
         failed_steps=failed_steps,
         checks_passed=sum(1 for e in evaluations if e.passed),
         checks_failed=checks_failed,
         table_rows=rows,
         warehouse=env.warehouse,
+        runs=runs,
     )
 
 
+def _range_tags(first: str, last: str) -> dict[str, str]:
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
 def print_summary(summary: RunSummary) -> None:
+    for run in summary.runs:
+        console.print(f"run: {run}")
     table = Table(title="ELT run summary", show_lines=False)
     table.add_column("table")
     table.add_column("rows", justify="right")
@@ -151,6 +197,7 @@ def show_env() -> None:
     console.print(f"environment: {env.name}")
     console.print(f"warehouse:   {env.warehouse}")
     console.print(f"dbt target:  {env.dbt_target}")
+    console.print(f"prod:        {env.prod_warehouse or '(not configured)'}")
     console.print(f"data dir:    {env.data_dir}")
     for reason in env.reasons:
         console.print(f"  because {reason}")
