@@ -19,7 +19,7 @@ from orchestration.environment import Environment, resolve, source_settings
 
 def dlt_pipeline(env: Environment, pipeline_name: str, dataset_name: str) -> dlt.Pipeline:
     """A dlt pipeline into the environment's DuckDB file, as `WarehouseResource.dlt_pipeline` builds it (same
-    destination; the resource module itself is not imported: it imports Dagster, which a bare script doesn't pay for)."""
+    destination; the resource module itself is not imported: it imports Dagster, not paid for in a bare script)."""
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         destination=warehouse_destination(env.warehouse),
