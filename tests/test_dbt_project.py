@@ -26,7 +26,8 @@ from extract.nasa.source import neows
 from extract.shop.replicate import replicate_shop
 from orchestration.dbt.assets import WarehouseDbtCliResource, dbt_models
 from orchestration.dbt.project import dbt_project, ensure_manifest
-from orchestration.environment import DBT_PROJECT_DIR, REPO_ROOT
+from orchestration.environment import DBT_PROJECT_DIR, REPO_ROOT, resolve
+from orchestration.lib.warehouse import WarehouseResource
 
 NASA_DAYS = (date(2018, 9, 5), date(2018, 9, 11))
 DEV_WINDOW_DAYS = 90  # the default of var dev_window_days in dbt_project.yml
@@ -81,7 +82,8 @@ def run_dbt(*args: str, warehouse: Path, target_path: Path, env: dict[str, str] 
 def materialize_dbt(warehouse: Path) -> dg.ExecuteInProcessResult:
     """The dbt assets materialized by Dagster, as in `elt run`, on `warehouse` (dev target, default vars)."""
     dbt = WarehouseDbtCliResource(project_dir=dbt_project, target="dev", env_vars=dbt_env(warehouse))
-    return dg.materialize([dbt_models], resources={"dbt": dbt}, raise_on_error=False)
+    warehouse_resource = WarehouseResource.from_environment(resolve(dbt_env(warehouse)))
+    return dg.materialize([dbt_models], resources={"dbt": dbt, "warehouse": warehouse_resource}, raise_on_error=False)
 
 
 def query(warehouse: Path, sql: str) -> list[tuple]:

@@ -11,7 +11,7 @@
 -#}
 {% macro limit_to_dev_window(date_column, relation) -%}
     {%- set ignore_date_limits = var('ignore_date_limits', false) | string | lower in ('true', '1', 'yes') -%}
-    {%- if target.name in ('dev', 'branch') and not ignore_date_limits -%}
+    {%- if dev_window_applies() and not ignore_date_limits -%}
         {%- set days = var('dev_window_days', 90) -%}
         {%- if days is not integer or days < 1 -%}
             {{ exceptions.raise_compiler_error(
@@ -24,4 +24,10 @@
     where cast({{ date_column }} as date)
         > (select cast(max({{ date_column }}) as date) from {{ relation }}) - {{ days }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- Whether this target has the dev data window: dev and branch do, prod never. A macro of its own so that a unit test
+    can say "the window applies" (`overrides: macros: {dev_window_applies: true}`) and run the same under every target. -#}
+{% macro dev_window_applies() -%}
+    {{ return(target.name in ('dev', 'branch')) }}
 {%- endmacro %}

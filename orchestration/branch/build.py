@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.branch.clones import META_SCHEMA, quote
+from orchestration.branch.clones import META_SCHEMA, quote, table_exists
 from orchestration.environment import DBT_PROJECT_DIR, REPO_ROOT, Environment, EnvironmentConfigError, open_for_write
 
 PROD_MANIFEST_TABLE = "dbt_prod_manifest"
@@ -44,12 +44,7 @@ def read_prod_state(location: str, state_dir: Path) -> Path | None:
     read_only = not location.startswith("md:")
     with duckdb.connect(location, read_only=read_only) as con:
         catalog = con.execute("select current_database()").fetchone()[0]
-        found = con.execute(
-            "select count(*) from information_schema.tables where table_catalog = ? and table_schema = ? "
-            "and table_name = ?",
-            [catalog, META_SCHEMA, PROD_MANIFEST_TABLE],
-        ).fetchone()[0]
-        if not found:
+        if not table_exists(con, catalog, META_SCHEMA, PROD_MANIFEST_TABLE):
             return None
         manifest = con.execute(f"select manifest from {quote(catalog)}.{META_SCHEMA}.{PROD_MANIFEST_TABLE}").fetchone()
     if not manifest:

@@ -70,14 +70,18 @@ def marker_sql(catalog: str) -> list[str]:
     ]
 
 
-def read_marker(con: duckdb.DuckDBPyConnection, catalog: str) -> tuple[str, datetime] | None:
-    """(branch id, created at) from a clone's marker, or None when the database has no marker."""
+def table_exists(con: duckdb.DuckDBPyConnection, catalog: str, schema: str, table: str) -> bool:
     found = con.execute(
         "select count(*) from information_schema.tables where table_catalog = ? and table_schema = ? "
         "and table_name = ?",
-        [catalog, META_SCHEMA, MARKER_TABLE],
+        [catalog, schema, table],
     ).fetchone()[0]
-    if not found:
+    return found > 0
+
+
+def read_marker(con: duckdb.DuckDBPyConnection, catalog: str) -> tuple[str, datetime] | None:
+    """(branch id, created at) from a clone's marker, or None when the database has no marker."""
+    if not table_exists(con, catalog, META_SCHEMA, MARKER_TABLE):
         return None
     row = con.execute(
         f"select branch_id, created_at from {quote(catalog)}.{META_SCHEMA}.{MARKER_TABLE} limit 1"
