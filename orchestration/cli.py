@@ -152,7 +152,8 @@ def print_summary(summary: RunSummary) -> None:
         table.add_row(name, f"{count:,}")
     console.print(table)
     status = "[green]passed[/green]" if not summary.checks_failed else "[red]FAILED[/red]"
-    console.print(f"dbt tests: {summary.checks_passed} passed, {len(summary.checks_failed)} failed -> {status}")
+    passed, failed = summary.checks_passed, len(summary.checks_failed)
+    console.print(f"asset checks (dbt tests, file integrity): {passed} passed, {failed} failed -> {status}")
     for failed in summary.checks_failed:
         console.print(f"  [red]failed[/red] {failed}")
     for step in summary.failed_steps:
