@@ -109,12 +109,6 @@ def files_assets(
 
     if log.rows:
         table = landed_table_metadata(pipeline, SHARE_PRICES_KEY)
-        with pipeline.sql_client() as client:
-            columns = client.execute_sql(f"describe {client.make_qualified_table_name(SHARE_PRICES_KEY.path[-1])}")
-        table["dagster/column_schema"] = dg.MetadataValue.table_schema(
-            dg.TableSchema(columns=[dg.TableColumn(name=name, type=kind) for name, kind, *_ in columns])
-        )
-        table["dagster/storage_kind"] = dg.MetadataValue.text("motherduck" if warehouse.is_motherduck else "duckdb")
         for name, rows in log.rows.items():
             context.log.info(f"{name}: loaded {rows:,} row(s)")
             yield dg.AssetMaterialization(

@@ -10,6 +10,7 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from orchestration.lib.asset_keys import table_asset_key
+from orchestration.lib.warehouse import table_metadata
 
 
 class RawTableDltTranslator(DagsterDltTranslator):
@@ -34,14 +35,16 @@ class RawTableDltTranslator(DagsterDltTranslator):
 
 def landed_table_metadata(pipeline: dlt.Pipeline, asset_key: dg.AssetKey) -> dict[str, dg.MetadataValue]:
     """The table a dlt asset wrote, as a user finds it: `dagster/table_name` is `<dataset>.<table>` (dagster-dlt
-    says `<destination>.<dlt schema>.<table>`, e.g. `duckdb.neows.asteroids`), `dagster/row_count` its rows now."""
+    says `<destination>.<dlt schema>.<table>`, e.g. `duckdb.neows.asteroids`), its rows now and its columns."""
     table = asset_key.path[-1]
+    name = f"{pipeline.dataset_name}.{table}"
     with pipeline.sql_client() as client:
         try:
-            [(row_count,)] = client.execute_sql(f"select count(*) from {client.make_qualified_table_name(table)}")
+            return table_metadata(
+                client.execute_sql,
+                client.make_qualified_table_name(table),
+                name=name,
+                motherduck=pipeline.destination.destination_name == "motherduck",
+            )
         except DatabaseUndefinedRelation:  # nothing was ever loaded: dlt creates a table with its first rows
-            row_count = 0
-    return {
-        "dagster/table_name": dg.MetadataValue.text(f"{pipeline.dataset_name}.{table}"),
-        "dagster/row_count": dg.MetadataValue.int(row_count),
-    }
+            return {"dagster/table_name": dg.MetadataValue.text(name), "dagster/row_count": dg.MetadataValue.int(0)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -65,3 +66,20 @@ class WarehouseResource(dg.ConfigurableResource):
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
         location = self.location if read_only else self.checked_location()
         return duckdb.connect(location, read_only=read_only)
+
+
+def table_metadata(
+    query: Callable[[str], Sequence[tuple]], table: str, *, name: str, motherduck: bool
+) -> dict[str, dg.MetadataValue]:
+    """Dagster's standard table metadata (name, rows now, storage, columns) for a warehouse table, read through
+    `query`: a DuckDB connection's or a dlt sql client's, whichever connection the caller already has open."""
+    [(row_count,)] = query(f"select count(*) from {table}")
+    columns = query(f"describe {table}")
+    return {
+        "dagster/table_name": dg.MetadataValue.text(name),
+        "dagster/row_count": dg.MetadataValue.int(row_count),
+        "dagster/storage_kind": dg.MetadataValue.text("motherduck" if motherduck else "duckdb"),
+        "dagster/column_schema": dg.MetadataValue.table_schema(
+            dg.TableSchema(columns=[dg.TableColumn(name=column, type=kind) for column, kind, *_ in columns])
+        ),
+    }

@@ -18,7 +18,7 @@ from extract.shop.replicate import REPLICATION_CONFIG, StreamPlan, rows_loaded, 
 from extract.shop.seed import seed_shop
 from extract.tooling import install_duckdb_extensions
 from orchestration.lib.asset_keys import WAREHOUSE_POOL, table_asset_key
-from orchestration.lib.warehouse import WarehouseResource
+from orchestration.lib.warehouse import WarehouseResource, table_metadata
 
 RAW_SCHEMA = "raw_shop"  # the schema in the replication's `object: raw_shop.{stream_table}`
 
@@ -174,16 +174,10 @@ def shop_assets(
     with warehouse.connect(read_only=True) as con:  # counts in-process: `sling conns exec` costs ~1 s a table
         for event in events:
             plan = plans[event.asset_key.path[-1]]
-            row_count = con.sql(f"select count(*) from {plan.table}").fetchone()[0]
-            columns = con.sql(f"describe {plan.table}").fetchall()
             high_water_mark = high_water_marks.get(plan.table)
             metadata: dict[str, Any] = {
-                # dagster's standard table keys (its TableMetadataSet is not exported from `dagster`)
-                "dagster/table_name": plan.table,
-                "dagster/row_count": dg.MetadataValue.int(row_count),
-                "dagster/storage_kind": "motherduck" if warehouse.is_motherduck else "duckdb",
-                "dagster/column_schema": dg.TableSchema(
-                    columns=[dg.TableColumn(name=name, type=kind) for name, kind, *_ in columns]
+                **table_metadata(
+                    lambda sql: con.sql(sql).fetchall(), plan.table, name=plan.table, motherduck=warehouse.is_motherduck
                 ),
                 "rows_loaded": dg.MetadataValue.int(loaded.get(plan.table, 0)),  # Sling's count for this run
                 "mode": plan.mode,
