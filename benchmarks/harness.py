@@ -223,7 +223,7 @@ class Bench:
             ]
             stage(
                 "orchestration_overhead",
-                "dg.materialize of every asset",
+                "elt run (run_pipeline) of every asset",
                 "the same work from a shell script",
                 Target("<=", 1.3),
                 runs,

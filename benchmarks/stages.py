@@ -258,53 +258,29 @@ def run_script(
 def dagster_platform(
     run_dir: Path, extra: Mapping[str, str], recorded_dir: Path, expected: Mapping[str, int]
 ) -> tuple[float, int, str]:
-    """Every asset of `build_definitions(env, sources)` materialized with `dg.materialize`, as `elt run` would.
+    """The whole graph through `elt run`'s code path (`run_pipeline`) on a fresh Dagster instance.
 
-    Timed from the import of the definitions (a `dagster` run loads them too) to the last materialization. Each
-    partitioned asset gets one run over the range of partitions the generated data fills (file names, feed days),
-    then one run materializes every unpartitioned asset (the shop tables and dbt).
+    Timed from the import of the definitions (a `dagster` run loads them too) to the last materialization: one run
+    over the new drop files, one over the generated feed days, then one for every unpartitioned asset (the shop
+    tables and dbt).
     """
-    from extract.nasa.replay import ReplayServer
+    from extract.nasa.replay import ReplayServer, recorded_days
 
+    feed_days = sorted(recorded_days(recorded_dir))
     with ReplayServer(recorded_dir) as replay:
         _enter(run_dir, {**extra, "ELT_NASA_BASE_URL": replay.base_url})
         start = time.perf_counter()
         import dagster as dg
 
-        from orchestration.definitions import build_definitions
-        from orchestration.environment import resolve, source_settings
+        from orchestration.cli import run_pipeline
 
-        defs = build_definitions(resolve(), source_settings())
         (run_dir / "dagster").mkdir()
         instance = dg.DagsterInstance.local_temp(str(run_dir / "dagster"), overrides={"telemetry": {"enabled": False}})
-        assets = [a for a in defs.assets or () if isinstance(a, dg.AssetsDefinition)]
-        resources = defs.resources or {}
         # events still go to the instance; the console shows warnings only, or the benchmark's output drowns
-        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        results = []
-        for partitioned in (a for a in assets if a.partitions_def is not None):
-            keys = _partition_keys(partitioned, instance, Path(extra["ELT_FILES_DROP_DIR"]), recorded_dir)
-            # one run over the range, as a single-run backfill (and `elt run`) does
-            tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
-            results.append(
-                dg.materialize(
-                    [partitioned],
-                    run_config=quiet,
-                    instance=instance,
-                    resources=resources,
-                    tags=tags,
-                    raise_on_error=False,
-                )
-            )
-        unpartitioned = [a for a in assets if a.partitions_def is None]
-        results.append(
-            dg.materialize(
-                unpartitioned, run_config=quiet, instance=instance, resources=resources, raise_on_error=False
-            )
-        )
+        summary = run_pipeline(instance=instance, log_level="WARNING", nasa_window=(feed_days[0], feed_days[-1]))
         seconds = time.perf_counter() - start
     # a failing dbt test fails the dbt step; the row checks below still catch work that did not happen
-    failed = sorted({event.step_key for result in results for event in result.all_events if event.is_step_failure})
+    failed = sorted(set(summary.failed_steps))
     note = f"Dagster steps failed: {', '.join(failed)}" if failed else ""
     return seconds, *check_graph(run_dir / "warehouse.duckdb", expected, note)
 
@@ -323,23 +299,3 @@ def check_graph(warehouse: Path, expected: Mapping[str, int], note: str) -> tupl
                     raise
                 note = f"{note}; {error}"
     return rows, note
-
-
-def _partition_keys(assets_def, instance, drop_dir: Path, recorded_dir: Path) -> list[str]:
-    """The partitions the generated data fills: a drop file's name or date, or a feed day."""
-    import dagster as dg
-
-    from extract.nasa.replay import recorded_days
-
-    files = sorted(path.name for path in drop_dir.glob("*.csv"))
-    wanted = {*files, *(name.removesuffix(".csv") for name in files), *recorded_days(recorded_dir)}
-    partitions = assets_def.partitions_def
-    if isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name:
-        instance.add_dynamic_partitions(partitions.name, files)  # what the drop sensor would register
-    keys = [key for key in partitions.get_partition_keys(dynamic_partitions_store=instance) if key in wanted]
-    if not keys:
-        raise RuntimeError(
-            f"benchmark: no partition of {assets_def.keys} matches the generated data "
-            f"({', '.join(sorted(wanted)[:3])} ...): teach benchmarks/stages.py its partition keys"
-        )
-    return keys

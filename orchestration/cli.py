@@ -84,12 +84,19 @@ def contiguous_ranges(keys: Sequence[str], wanted: Collection[str]) -> list[tupl
     return ranges
 
 
-def run_pipeline(env=None, sources=None, instance=None, log_level: str = "INFO") -> RunSummary:
+def run_pipeline(
+    env=None,
+    sources=None,
+    instance=None,
+    log_level: str = "INFO",
+    nasa_window: tuple[str, str] | None = None,
+) -> RunSummary:
     """Materialize the whole asset graph once, in this process, with the production definitions.
 
     Three kinds of run, as the schedules and sensor would launch them: the share-price files that are new or
     changed since their last load (one run per range of partitions; none when nothing changed), the NeoWs feed
-    days of the run window (one run over the range), then every unpartitioned asset: the shop tables and dbt.
+    days of `nasa_window` (first and last day; default `run_window()`: the recorded demo days, or the days ending
+    yesterday) in one run over the range, then every unpartitioned asset: the shop tables and dbt.
     """
     import dagster as dg
 
@@ -109,7 +116,7 @@ def run_pipeline(env=None, sources=None, instance=None, log_level: str = "INFO")
     pending = pending_drop_files(instance, sources.files_drop_location)
     for first, last in contiguous_ranges(instance.get_dynamic_partitions(share_price_partitions.name), pending):
         planned.append((FILES_LOAD_JOB, f"files {first}..{last}", _range_tags(first, last)))
-    first_day, last_day = run_window(defs.resources["nasa_api"], env)
+    first_day, last_day = nasa_window or run_window(defs.resources["nasa_api"], env)
     planned.append((NASA_DAILY_JOB, f"NeoWs days {first_day}..{last_day}", _range_tags(first_day, last_day)))
     planned.append((ALL_ASSETS_JOB, "shop tables and dbt build", {}))
 
