@@ -7,6 +7,7 @@ benchmark's graph scripts chain these with `dbt build`; the CSV and NeoWs stages
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import dlt
 
 from extract.destination import warehouse_destination
-from orchestration.environment import Environment, resolve, source_settings
+from orchestration.lib.environment import Environment, local_path_setting, resolve
 
 
 def dlt_pipeline(env: Environment, pipeline_name: str, dataset_name: str) -> dlt.Pipeline:
@@ -22,7 +23,7 @@ def dlt_pipeline(env: Environment, pipeline_name: str, dataset_name: str) -> dlt
     destination; the resource module itself is not imported: it imports Dagster, not paid for in a bare script)."""
     return dlt.pipeline(
         pipeline_name=pipeline_name,
-        destination=warehouse_destination(env.warehouse),
+        destination=warehouse_destination(env.warehouse, motherduck=env.is_motherduck),
         dataset_name=dataset_name,
         pipelines_dir=str(env.dlt_pipelines_dir),
     )
@@ -52,14 +53,16 @@ def replicate(env: Environment, url: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    env, sources = resolve(), source_settings()
+    from extract.files.source import DEMO_DROPS
+
+    env, shop_url = resolve(), os.environ.get("ELT_SHOP_POSTGRES_URL")
     match argv:
         case ["files"]:
-            load_share_prices(env, sources.files_drop_location)
+            load_share_prices(env, local_path_setting("ELT_FILES_DROP_DIR", DEMO_DROPS))
         case ["nasa", recorded_dir]:
             load_neows(env, Path(recorded_dir))
-        case ["shop"] if sources.shop_postgres_url:
-            replicate(env, sources.shop_postgres_url)
+        case ["shop"] if shop_url:
+            replicate(env, shop_url)
         case ["shop"]:
             raise SystemExit("benchmarks.bare shop: set ELT_SHOP_POSTGRES_URL to the shop to replicate")
         case _:

@@ -70,7 +70,7 @@ def csv_platform(run_dir: Path, drop_dir: Path, expected: int) -> tuple[float, i
     """The share-price dlt source (DuckDB -> Arrow -> dlt) into a DuckDB file."""
     warehouse = _enter(run_dir)
     from benchmarks.bare import load_share_prices
-    from orchestration.environment import resolve
+    from orchestration.lib.environment import resolve
 
     env = resolve()
     start = time.perf_counter()
@@ -158,7 +158,7 @@ def nasa_platform(run_dir: Path, recorded_dir: Path, expected: int) -> tuple[flo
     """The NeoWs dlt source, fetching the generated days from the replay server over HTTP."""
     warehouse = _enter(run_dir)
     from benchmarks.bare import load_neows
-    from orchestration.environment import resolve
+    from orchestration.lib.environment import resolve
 
     env = resolve()
     start = time.perf_counter()
@@ -272,12 +272,12 @@ def dagster_platform(
         start = time.perf_counter()
         import dagster as dg
 
-        from orchestration.cli import run_pipeline
+        from orchestration.pipeline import run_pipeline
 
         (run_dir / "dagster").mkdir()
         instance = dg.DagsterInstance.local_temp(str(run_dir / "dagster"), overrides={"telemetry": {"enabled": False}})
         # events still go to the instance; the console shows warnings only, or the benchmark's output drowns
-        summary = run_pipeline(instance=instance, log_level="WARNING", nasa_window=(feed_days[0], feed_days[-1]))
+        summary = run_pipeline(instance=instance, log_level="WARNING", partitions={"raw_nasa/asteroids": feed_days})
         seconds = time.perf_counter() - start
     # a failing dbt test fails the dbt step; the row checks below still catch work that did not happen
     failed = sorted(set(summary.failed_steps))

@@ -13,8 +13,9 @@ import dlt
 DESTINATION_CAPABILITIES = {"supports_transactions": True, "loader_parallelism_strategy": "table-sequential"}
 
 
-def warehouse_destination(location: str):
-    """dlt's DuckDB or MotherDuck destination for `location`, set for a single-writer database."""
-    if location.startswith("md:"):
+def warehouse_destination(location: str, motherduck: bool):
+    """dlt's DuckDB destination for a file `location`, or its MotherDuck destination (`md:<database>`, the caller
+    says which), set for a single-writer database."""
+    if motherduck:
         return dlt.destinations.motherduck(credentials=location, **DESTINATION_CAPABILITIES)
     return dlt.destinations.duckdb(credentials=location, **DESTINATION_CAPABILITIES)

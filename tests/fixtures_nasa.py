@@ -86,3 +86,21 @@ def neows_error(error: BaseException) -> NeowsError:
         seen = seen.__cause__ or seen.__context__
     assert seen is not None, f"no NeowsError in {error!r}"
     return seen
+
+
+def demo_row_counts(con) -> dict[str, int]:
+    """What one `elt run` on the recorded days lands, per raw table and mart (derived from the recorded files)."""
+    neos = [
+        neo
+        for path in sorted(RECORDED_DIR.glob("feed_*.json"))
+        for day in json.loads(path.read_text())["near_earth_objects"].values()
+        for neo in day
+    ]
+    approaches = [approach for neo in neos for approach in neo["close_approach_data"]]
+    return {
+        "raw_nasa.asteroids": len(neos),
+        "raw_nasa.asteroids__close_approach_data": len(approaches),
+        "marts.fct_close_approaches": len(approaches),
+        "marts.fct_close_approaches_daily": len({approach["close_approach_date"] for approach in approaches}),
+        "marts.dim_asteroids": len({neo["neo_reference_id"] for neo in neos}),
+    }

@@ -1,5 +1,6 @@
 """Fixtures for the shop source: a real PostgreSQL (pgserver binaries) started once per session."""
 
+import inspect
 import re
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
@@ -36,3 +37,25 @@ def own_shop_url(shop_postgres_url: str, request: pytest.FixtureRequest) -> str:
     url = with_database(shop_postgres_url, database)
     seed_shop(url, customers=SMALL_SHOP.customers, products=SMALL_SHOP.products, orders=SMALL_SHOP.orders)
     return url
+
+
+# dbt's dev window (90 days up to the newest order, var dev_window_days in dbt_project.yml)
+DEV_WINDOW = "cast(order_date as date) > (select max(cast(order_date as date)) from raw_shop.orders) - 90"
+
+
+def demo_row_counts(con) -> dict[str, int]:
+    """What one `elt run` on the demo shop lands: the seed's defaults, and the marts of the orders inside dbt's
+    dev window."""
+    shop = {name: parameter.default for name, parameter in inspect.signature(seed_shop).parameters.items()}
+    orders_in_window, order_days = con.sql(
+        f"select count(*), max(order_date)::date - min(order_date)::date + 1 from raw_shop.orders where {DEV_WINDOW}"
+    ).fetchone()
+    return {
+        "raw_shop.customers": shop["customers"],
+        "raw_shop.products": shop["products"],
+        "raw_shop.orders": shop["orders"],
+        "marts.dim_customers": shop["customers"],
+        "marts.dim_products": shop["products"],
+        "marts.fct_orders": orders_in_window,
+        "marts.fct_revenue_daily": order_days,
+    }

@@ -9,19 +9,14 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-import dlt
 import duckdb
 import pytest
 
-from extract.files.source import share_price_files
-from extract.nasa.source import neows
-from extract.shop.replicate import replicate_shop
-from orchestration.branch.build import run_dbt
-from orchestration.branch.clones import (
+from orchestration.defs.branch.clones import (
     MARKER_TABLE,
     META_SCHEMA,
     Clone,
@@ -32,8 +27,10 @@ from orchestration.branch.clones import (
     motherduck_drop_sql,
     sweep_decisions,
 )
-from orchestration.branch.definitions import SWEEP_JOB, slice_definitions
-from orchestration.environment import DBT_PROJECT_DIR, EnvironmentConfigError, resolve
+from orchestration.defs.branch.jobs import SWEEP_JOB, branch_sweep
+from orchestration.defs.branch.schedules import schedules
+from orchestration.lib.dbt import run_dbt
+from orchestration.lib.environment import DBT_PROJECT_DIR, EnvironmentConfigError, resolve
 from orchestration.lib.warehouse import WarehouseResource
 
 ELT = str(Path(sys.executable).parent / "elt")
@@ -74,26 +71,13 @@ def copy_project(target: Path) -> Path:
     return target
 
 
-def load_raw(warehouse: Path, work: Path, nasa_url: str, shop_url: str) -> None:
-    """The raw tables every source lands, without Dagster (the extractors as the source tests call them)."""
-
-    def pipeline(name: str, dataset: str) -> dlt.Pipeline:
-        destination = dlt.destinations.duckdb(str(warehouse))
-        return dlt.pipeline(name, destination=destination, dataset_name=dataset, pipelines_dir=str(work / "dlt"))
-
-    pipeline("files", "raw_files").run(share_price_files()).raise_on_failed_jobs()
-    nasa = neows(date(2018, 9, 5), date(2018, 9, 11), "DEMO_KEY", base_url=nasa_url)
-    pipeline("nasa", "raw_nasa").run(nasa).raise_on_failed_jobs()
-    replicate_shop(shop_url, warehouse)
-
-
 @pytest.fixture(scope="module")
-def prod(tmp_path_factory, nasa_replay_url, shop_postgres_url) -> dict:
+def prod(tmp_path_factory, demo_raw_warehouse) -> dict:
     """A prod warehouse file built by dbt (`--target prod`), with its manifest published by `elt branch`."""
     root = tmp_path_factory.mktemp("branch")
     warehouse = root / "prod" / "prod.duckdb"
     warehouse.parent.mkdir()
-    load_raw(warehouse, root, nasa_replay_url, shop_postgres_url)
+    shutil.copy(demo_raw_warehouse, warehouse)  # every raw table of every source
     project = copy_project(root / "project")
     settings = {"ELT_DATA_DIR": str(root / "data"), "ELT_PROD_DATABASE": str(warehouse)}
     prod_env = resolve({**settings, "ELT_ENV": "prod"})
@@ -256,15 +240,18 @@ def test_sweep_drops_closed_and_old_clones_only(small_prod):
     assert table_hashes(small_prod["warehouse"]) == before
 
 
-def test_daily_sweep_schedule_runs_the_sweep_job_in_dagster(small_prod):
-    settings = small_prod["settings"]
-    env = resolve({**settings, "ELT_ENV": "prod"})
+def test_daily_sweep_schedule_runs_the_sweep_job_in_dagster(small_prod, monkeypatch):
+    settings = {**small_prod["settings"], "ELT_ENV": "prod"}
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    env = resolve()
     store = LocalClones(small_prod["warehouse"], env.data_dir)
     store.create("20")
     store.create("21")
     _age(store.location("21"), 30)
     defs = dg.Definitions.merge(
-        slice_definitions(env), dg.Definitions(resources={"warehouse": WarehouseResource.from_environment(env)})
+        schedules(),
+        dg.Definitions(jobs=[branch_sweep], resources={"warehouse": WarehouseResource.from_environment(env)}),
     )
     schedule = defs.resolve_schedule_def("branch_sweep_daily")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING  # prod

@@ -1,23 +1,24 @@
-"""Lineage: the loaded Dagster definitions form one connected graph from the extract assets to the marts."""
+"""Lineage: the loaded Dagster definitions form one connected graph from the extract assets to the marts. Nothing
+here lists a source: what is expected comes from the definitions and the dbt manifest."""
 
 import json
 
 import dagster as dg
 import pytest
 
-from orchestration.dbt.project import ensure_manifest
-from orchestration.definitions import build_definitions
-from orchestration.environment import resolve, source_settings
-from orchestration.files.assets import files_assets
+from orchestration.definitions import ALL_ASSETS_JOB, load_definitions
 from orchestration.lib.asset_keys import raw_table_asset_key
-from orchestration.nasa.assets import nasa_assets
-from orchestration.shop.assets import shop_assets
+from orchestration.lib.dbt import ensure_manifest
+from orchestration.lib.planning import PENDING_PARTITIONS, PartitionedAssets
 
 
 @pytest.fixture(scope="module")
-def asset_graph(tmp_path_factory):
-    env = resolve({"ELT_DATA_DIR": str(tmp_path_factory.mktemp("data"))})
-    defs = build_definitions(env, source_settings({}))
+def defs(module_platform_env) -> dg.Definitions:
+    return load_definitions()
+
+
+@pytest.fixture(scope="module")
+def asset_graph(defs):
     return defs.resolve_asset_graph()
 
 
@@ -26,14 +27,22 @@ def manifest():
     return json.loads(ensure_manifest().read_text())
 
 
-def test_every_dbt_source_is_an_extract_asset(asset_graph, manifest):
-    extract_keys = {key for assets in (files_assets, nasa_assets, shop_assets) for key in assets.keys}
-    source_keys = {
-        raw_table_asset_key(source["schema"], source["identifier"]) for source in manifest["sources"].values()
-    }
-    assert source_keys, "the dbt project declares sources"
-    orphans = source_keys - extract_keys
+def extract_keys(asset_graph) -> set[dg.AssetKey]:
+    """Every asset not built by dbt: what the extract slices load."""
+    return {key for key in asset_graph.materializable_asset_keys if "dbt" not in asset_graph.get(key).kinds}
+
+
+def source_keys(manifest) -> set[dg.AssetKey]:
+    return {raw_table_asset_key(source["schema"], source["identifier"]) for source in manifest["sources"].values()}
+
+
+def test_every_dbt_source_is_an_extract_asset_and_every_extract_asset_feeds_dbt(asset_graph, manifest):
+    sources, extracts = source_keys(manifest), extract_keys(asset_graph)
+    assert len(sources) >= 4, "the dbt project declares sources"
+    orphans = sources - extracts
     assert not orphans, f"dbt sources with no extract asset: {sorted(k.to_user_string() for k in orphans)}"
+    unused = extracts - sources
+    assert not unused, f"extract assets no dbt source reads: {sorted(k.to_user_string() for k in unused)}"
 
 
 def test_graph_has_no_external_or_dangling_keys(asset_graph):
@@ -44,21 +53,56 @@ def test_graph_has_no_external_or_dangling_keys(asset_graph):
             assert parent in materializable, f"{key.to_user_string()} depends on unknown {parent}"
 
 
-def test_staging_models_hang_under_extract_assets(asset_graph):
-    expected = {
-        ("staging", "stg_files__share_prices"): ("raw_files", "share_prices"),
-        ("staging", "stg_shop__orders"): ("raw_shop", "orders"),
-        ("staging", "stg_shop__customers"): ("raw_shop", "customers"),
-        ("staging", "stg_nasa__asteroids"): ("raw_nasa", "asteroids"),
-        ("staging", "stg_nasa__close_approaches"): ("raw_nasa", "asteroids"),
-    }
-    for model, raw in expected.items():
-        parents = asset_graph.get(dg.AssetKey(list(model))).parent_keys
-        assert dg.AssetKey(list(raw)) in parents, f"{model} should depend on {raw}, has {parents}"
+def test_every_staging_model_hangs_under_the_extract_asset_of_its_source(asset_graph, manifest):
+    staging = [
+        node
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["name"].startswith("stg_")
+    ]
+    assert staging
+    for model in staging:
+        parents = model["depends_on"]["nodes"]
+        sources = [manifest["sources"][unique_id] for unique_id in parents if unique_id.startswith("source.")]
+        assert sources, f"{model['name']} reads no source"
+        parents = asset_graph.get(dg.AssetKey(["staging", model["name"]])).parent_keys
+        for source in sources:
+            expected = raw_table_asset_key(source["schema"], source["identifier"])
+            assert expected in parents, f"{model['name']} should depend on {expected.to_user_string()}: {parents}"
 
 
-def test_source_tests_are_asset_checks_on_extract_assets(asset_graph):
+def test_source_tests_are_asset_checks_on_extract_assets(asset_graph, manifest):
     checked = {check.asset_key for check in asset_graph.asset_check_keys}
-    for assets in (files_assets, nasa_assets, shop_assets):
-        for key in assets.keys:
-            assert key in checked, f"dbt source tests should report as checks on {key.to_user_string()}"
+    tested_sources = {
+        raw_table_asset_key(source["schema"], source["identifier"])
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test"
+        for unique_id in node["depends_on"]["nodes"]
+        if (source := manifest["sources"].get(unique_id))
+    }
+    assert tested_sources
+    for key in tested_sources:
+        assert key in checked, f"dbt source tests should report as checks on {key.to_user_string()}"
+
+
+def test_partitioned_assets_name_how_elt_run_finds_their_pending_partitions(asset_graph):
+    partitioned = PartitionedAssets().resolve(asset_graph)
+    assert partitioned, "some extract assets are partitioned"
+    for key in partitioned:
+        assert PENDING_PARTITIONS in asset_graph.get(key).metadata, key.to_user_string()
+
+
+def test_elt_all_runs_every_unpartitioned_asset(defs, asset_graph):
+    job = defs.resolve_job_def(ALL_ASSETS_JOB)
+    selected = job.asset_layer.selected_asset_keys
+    partitioned = PartitionedAssets().resolve(asset_graph)
+    assert selected == set(asset_graph.materializable_asset_keys) - partitioned
+
+
+def test_one_code_location_name_everywhere():
+    import tomllib
+
+    from orchestration.lib.environment import REPO_ROOT
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]
+    assert project["dg"]["project"]["code_location_name"] == project["dagster"]["code_location_name"]
+    assert project["dg"]["project"]["code_location_target_module"] == project["dagster"]["module_name"]

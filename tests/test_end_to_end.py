@@ -3,91 +3,72 @@ sources (CSV drops, NeoWs replay server, demo PostgreSQL) exactly as `elt run` d
 from the inputs, not written down."""
 
 import csv
-import inspect
-import json
+import importlib
+from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
 
 from extract.files.source import DEMO_DROPS
-from extract.nasa.replay import RECORDED_DIR
-from extract.shop.seed import seed_shop
-from orchestration.cli import run_pipeline
-from orchestration.environment import resolve, source_settings
+from orchestration.definitions import load_definitions
+from orchestration.pipeline import partitioned_assets, run_pipeline
+from tests.fixtures_shop import DEV_WINDOW
 
-DEV_WINDOW = "cast(order_date as date) > (select max(cast(order_date as date)) from raw_shop.orders) - 90"
+FIXTURE_MODULES = sorted(path.stem for path in Path(__file__).parent.glob("fixtures_*.py"))
 
 
-def _expected_counts(warehouse: str) -> dict[str, int]:
-    """Row counts derived from the inputs; the shop marts from the raw orders inside dbt's dev window (90 days up
-    to the newest order)."""
-    rows = [row for path in sorted(DEMO_DROPS.glob("*.csv")) for row in csv.DictReader(path.open())]
-    neos = [
-        neo
-        for path in sorted(RECORDED_DIR.glob("feed_*.json"))
-        for day in json.loads(path.read_text())["near_earth_objects"].values()
-        for neo in day
-    ]
-    shop = {name: p.default for name, p in inspect.signature(seed_shop).parameters.items()}
+def expected_counts(warehouse: str) -> dict[str, int]:
+    """Row counts derived from the inputs: every source's fixtures module says what a demo run lands
+    (`demo_row_counts`); a source whose module says nothing leaves tables no count matches, and the test fails."""
+    expected: dict[str, int] = {}
     with duckdb.connect(warehouse, read_only=True) as con:
-        orders_in_window, order_days = con.sql(
-            "select count(*), max(order_date)::date - min(order_date)::date + 1 "
-            f"from raw_shop.orders where {DEV_WINDOW}"
-        ).fetchone()
-    return {
-        "raw_files.share_prices": len(rows),
-        "raw_nasa.asteroids": len(neos),
-        "raw_nasa.asteroids__close_approach_data": sum(len(neo["close_approach_data"]) for neo in neos),
-        "raw_shop.customers": shop["customers"],
-        "raw_shop.products": shop["products"],
-        "raw_shop.orders": shop["orders"],
-        "marts.fct_share_prices_daily": len({row["date"] for row in rows}),
-        "marts.fct_close_approaches": sum(len(neo["close_approach_data"]) for neo in neos),
-        "marts.fct_close_approaches_daily": len(
-            {a["close_approach_date"] for n in neos for a in n["close_approach_data"]}
-        ),
-        "marts.dim_asteroids": len({neo["neo_reference_id"] for neo in neos}),
-        "marts.dim_customers": shop["customers"],
-        "marts.dim_products": shop["products"],
-        "marts.fct_orders": orders_in_window,
-        "marts.fct_revenue_daily": order_days,
-    }
+        for name in FIXTURE_MODULES:
+            counts = getattr(importlib.import_module(f"tests.{name}"), "demo_row_counts", None)
+            if counts:
+                expected.update(counts(con))
+    return expected
 
 
 @pytest.fixture(scope="module")
-def demo_runs(tmp_path_factory):
-    """Two runs in a row on one temp warehouse; each run's summary and the warehouse location."""
-    env = resolve({"ELT_DATA_DIR": str(tmp_path_factory.mktemp("data"))})
+def demo_runs(module_platform_env):
+    """Two runs in a row on one temp warehouse, as `elt run` does; each run's summary."""
     with dg.instance_for_test() as instance:
-        first = run_pipeline(env, source_settings({}), instance=instance)
-        second = run_pipeline(env, source_settings({}), instance=instance)
-    return env, first, second
+        first = run_pipeline(instance=instance)
+        second = run_pipeline(instance=instance)
+    return first, second
 
 
-def test_whole_graph_lands_every_table(demo_runs):
-    env, first, _ = demo_runs
+def test_whole_graph_lands_every_table(demo_runs, module_platform_env):
+    first, _ = demo_runs
     assert first.success, first.failed_steps
-    assert env.warehouse.endswith("warehouse/dev.duckdb")
-    assert dict(first.table_rows) == _expected_counts(env.warehouse)
+    assert first.warehouse == str(module_platform_env / "warehouse" / "dev.duckdb")
+    assert dict(first.table_rows) == expected_counts(first.warehouse)
 
 
 def test_dbt_tests_ran_and_passed_as_asset_checks(demo_runs):
-    _, first, _ = demo_runs
+    first, _ = demo_runs
     assert not first.checks_failed
     # every model and source has tests: dozens of checks, and the raw tables' own source tests among them
     assert first.checks_passed >= 50
 
 
-def test_second_run_changes_no_counts(demo_runs):
-    _, first, second = demo_runs
+def test_runs_are_planned_from_the_definitions_and_a_second_run_loads_nothing_new(demo_runs):
+    first, second = demo_runs
+    # the first pass: a run per partitioned asset's pending range (the demo drops, the recorded NeoWs days), then
+    # every unpartitioned asset; the second finds no pending partition
+    partitioned = [assets_def.node_def.name for assets_def in partitioned_assets(load_definitions())]
+    assert len(partitioned) >= 2
+    assert [run.split(" ")[0] for run in first.runs] == [*partitioned, "elt_all:"]
+    assert all(run.endswith(": ok") for run in first.runs), first.runs
+    assert [run.split(" ")[0] for run in second.runs] == ["elt_all:"]
     assert second.ok
     assert second.table_rows == first.table_rows
 
 
 def test_marts_hold_real_values(demo_runs):
-    env, *_ = demo_runs
-    with duckdb.connect(env.warehouse, read_only=True) as con:
+    first, _ = demo_runs
+    with duckdb.connect(first.warehouse, read_only=True) as con:
         lifetime = con.sql("select sum(lifetime_value) from marts.dim_customers").fetchone()[0]
         orders_total = con.sql(f"select sum(total_amount) from raw_shop.orders where {DEV_WINDOW}").fetchone()[0]
         price = con.sql(

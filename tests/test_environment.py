@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.environment import (
+from orchestration.lib.environment import (
     REPO_ROOT,
     EnvironmentConfigError,
     ProdWriteRefused,
@@ -135,3 +135,30 @@ def test_dbt_refuses_to_build_dev_on_prod(tmp_path):
     )
     assert result.returncode != 0
     assert "refusing to write the prod warehouse" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [{}, {"ELT_ENV": "branch", "ELT_BRANCH_ID": "pr-3", "ELT_PROD_DATABASE": "md:analytics"}],
+    ids=["dev", "branch"],
+)
+def test_the_warehouse_resource_carries_the_environment_whole(variables, tmp_path):
+    env = resolve({**variables, "ELT_DATA_DIR": str(tmp_path)})
+    assert WarehouseResource.from_environment(env).environment == env  # branch id and reasons included
+
+
+def test_a_branch_derived_from_prod_is_what_a_branch_process_resolves(tmp_path):
+    from orchestration.lib.environment import branch_of
+
+    settings = {"ELT_DATA_DIR": str(tmp_path), "ELT_PROD_DATABASE": str(tmp_path / "prod.duckdb")}
+    prod = resolve({**settings, "ELT_ENV": "prod"})
+    derived = branch_of(prod, "42")
+    resolved = resolve({**settings, "ELT_ENV": "branch", "ELT_BRANCH_ID": "42"})
+    assert (derived.name, derived.warehouse, derived.branch_id, derived.prod_warehouse) == (
+        resolved.name,
+        resolved.warehouse,
+        resolved.branch_id,
+        resolved.prod_warehouse,
+    )
+    with pytest.raises(EnvironmentConfigError, match="ELT_BRANCH_ID"):
+        branch_of(prod, "../x")

@@ -13,11 +13,12 @@ import pytest
 
 from extract.files.integrity import InvalidDropFile
 from extract.files.source import DEMO_DROPS, share_price_files
-from orchestration.environment import resolve
-from orchestration.files.assets import INTEGRITY_CHECK, ShareDropsResource, files_assets
-from orchestration.files.definitions import FILES_LOAD_JOB, files_load
-from orchestration.files.partitions import SHARE_PRICES_KEY, pending_drop_files, share_price_partitions
-from orchestration.files.sensors import build_drops_sensor
+from orchestration.defs.files.assets import INTEGRITY_CHECK, files_assets
+from orchestration.defs.files.jobs import FILES_LOAD_JOB, files_load
+from orchestration.defs.files.partitions import SHARE_PRICES_KEY, pending_drop_files, share_price_partitions
+from orchestration.defs.files.resources import ShareDropsResource
+from orchestration.defs.files.sensors import build_drops_sensor
+from orchestration.lib.environment import resolve
 from orchestration.lib.warehouse import WarehouseResource
 
 HEADER = '"date","share_price","amount","spend","shift","spread"'

@@ -16,16 +16,24 @@ from dagster_dlt import DagsterDltResource
 
 from extract.nasa.replay import RECORDED_DIR, ReplayServer, recorded_days
 from extract.nasa.source import feed_windows, neows
-from orchestration.environment import resolve, source_settings
+from orchestration.defs.nasa.assets import assets, build_nasa_assets
+from orchestration.defs.nasa.partitions import (
+    DEMO_END,
+    DEMO_START,
+    DEV_WINDOW_DAYS,
+    daily_partitions,
+    run_window,
+    start_date,
+)
+from orchestration.defs.nasa.resources import NasaApiResource
+from orchestration.defs.nasa.schedules import schedules
+from orchestration.lib.environment import resolve
 from orchestration.lib.warehouse import WarehouseResource
-from orchestration.nasa import NasaApiResource, build_nasa_assets, nasa_partitions, run_window
-from orchestration.nasa.definitions import slice_definitions
-from orchestration.nasa.partitions import DEMO_END, DEMO_START, DEV_WINDOW_DAYS
 from tests.fixtures_nasa import neows_error, scripted_server, write_feed_days
 
 SECRET_KEY = "s3cret-test-key"
 FAST_RETRY = {"backoff_factor": 0.01, "max_retry_delay": 5.0}
-NASA_ASSETS = build_nasa_assets(source_settings({}).nasa_start_date)
+NASA_ASSETS = build_nasa_assets(DEMO_START)
 REAL_DAY = "2018-09-05"  # the one real recorded response
 
 
@@ -339,10 +347,12 @@ def test_dev_refuses_a_long_backfill_unless_asked_then_groups_seven_days_per_req
     assert materialization.metadata["api_requests"].value == 2 and materialization.metadata["days"].value == 10
 
 
-def test_schedule_loads_yesterday_at_six_utc(tmp_path: Path) -> None:
+def test_schedule_loads_yesterday_at_six_utc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def schedule(env_name: str) -> dg.ScheduleDefinition:
         environ = {"ELT_DATA_DIR": str(tmp_path), "ELT_ENV": env_name, "ELT_PROD_DATABASE": str(tmp_path / "p.db")}
-        slice_defs = slice_definitions(resolve(environ), source_settings({}))
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        slice_defs = dg.Definitions.merge(assets(), schedules())
         resources = {
             "dlt": DagsterDltResource(),
             "nasa_api": NasaApiResource(),
@@ -365,11 +375,11 @@ def test_schedule_loads_yesterday_at_six_utc(tmp_path: Path) -> None:
 
 
 def test_partitions_start_at_the_setting_and_run_window_follows_the_environment(tmp_path: Path) -> None:
-    assert nasa_partitions(source_settings({})).get_first_partition_key() == DEMO_START
-    later = nasa_partitions(source_settings({"ELT_NASA_START_DATE": "2024-01-15"}))
+    assert daily_partitions(start_date({})).get_first_partition_key() == DEMO_START
+    later = daily_partitions(start_date({"ELT_NASA_START_DATE": "2024-01-15"}))
     assert later.get_first_partition_key() == "2024-01-15"
     with pytest.raises(Exception, match="ELT_NASA_START_DATE"):
-        source_settings({"ELT_NASA_START_DATE": "15/01/2024"})
+        start_date({"ELT_NASA_START_DATE": "15/01/2024"})
 
     today = date(2024, 3, 1)
     yesterday = (today - timedelta(days=1)).isoformat()

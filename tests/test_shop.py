@@ -17,12 +17,11 @@ from dagster._utils.schedules import cron_string_iterator
 from extract.shop.connection import ShopPostgresUnreachable
 from extract.shop.replicate import replicate_shop, rows_loaded
 from extract.shop.seed import seed_shop
-from orchestration.environment import resolve
+from orchestration.defs.shop.assets import shop_assets
+from orchestration.defs.shop.resources import ShopPostgresResource
+from orchestration.defs.shop.schedules import SHOP_ORDERS_JOB, schedules
 from orchestration.lib.asset_keys import WAREHOUSE_POOL, table_asset_key
 from orchestration.lib.warehouse import WarehouseResource
-from orchestration.shop.assets import ShopPostgresResource, shop_assets
-from orchestration.shop.definitions import slice_definitions
-from orchestration.shop.schedules import SHOP_ORDERS_JOB
 from tests.fixtures_shop import SMALL_SHOP, with_database
 
 EXPECTED_COLUMNS = {
@@ -83,6 +82,13 @@ def _materialize_shop(url: str | None, tmp_path: Path, raise_on_error: bool = Tr
     return dg.materialize(
         [shop_assets], resources=_resources(url, tmp_path / "w.duckdb"), raise_on_error=raise_on_error
     )
+
+
+def _slice_definitions(monkeypatch: pytest.MonkeyPatch, **environ: str) -> dg.Definitions:
+    """The shop slice as dg loads it, for the environment `environ` resolves to."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return dg.Definitions.merge(dg.Definitions(assets=[shop_assets]), schedules())
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
@@ -147,7 +153,9 @@ def test_sling_replicates_every_table_and_reruns_without_duplicates(shop_postgre
     assert _raw_orders(warehouse) == _source_orders(shop_postgres_url)
 
 
-def test_incremental_orders_pick_up_new_and_updated_rows_without_duplicates(own_shop_url: str, tmp_path: Path) -> None:
+def test_incremental_orders_pick_up_new_and_updated_rows_without_duplicates(
+    own_shop_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     warehouse = tmp_path / "w.duckdb"
     first = _metadata(_materialize_shop(own_shop_url, tmp_path))
     assert {table: meta["rows_loaded"] for table, meta in first.items()} == {
@@ -182,7 +190,7 @@ def test_incremental_orders_pick_up_new_and_updated_rows_without_duplicates(own_
 
     # the schedule's intraday job: orders only, and of orders only what changed since the high-water mark
     defs = dg.Definitions.merge(
-        slice_definitions(resolve({"ELT_DATA_DIR": str(tmp_path)})),
+        _slice_definitions(monkeypatch, ELT_DATA_DIR=str(tmp_path)),
         dg.Definitions(resources=_resources(own_shop_url, warehouse)),
     )
     second = _metadata(defs.resolve_job_def(SHOP_ORDERS_JOB).execute_in_process())
@@ -314,10 +322,12 @@ def test_dagster_without_url_runs_the_seeded_demo_database_and_reruns_without_du
     assert _raw_tables(tmp_path / "w.duckdb") == first
 
 
-def test_schedules_request_every_table_at_six_and_orders_at_noon_and_six_pm(tmp_path: Path) -> None:
-    env = resolve({"ELT_DATA_DIR": str(tmp_path)})
+def test_schedules_request_every_table_at_six_and_orders_at_noon_and_six_pm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     defs = dg.Definitions.merge(
-        slice_definitions(env), dg.Definitions(resources=_resources(None, tmp_path / "w.duckdb"))
+        _slice_definitions(monkeypatch, ELT_DATA_DIR=str(tmp_path)),
+        dg.Definitions(resources=_resources(None, tmp_path / "w.duckdb")),
     )
     day = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
     requested: dict[int, set[str]] = {}
@@ -335,5 +345,5 @@ def test_schedules_request_every_table_at_six_and_orders_at_noon_and_six_pm(tmp_
     every_table = {f"raw_shop/{table}" for table in EXPECTED_COUNTS}
     assert requested == {6: every_table, 12: {"raw_shop/orders"}, 18: {"raw_shop/orders"}}
 
-    prod = slice_definitions(resolve({"ELT_ENV": "prod", "ELT_PROD_DATABASE": str(tmp_path / "prod.duckdb")}))
+    prod = _slice_definitions(monkeypatch, ELT_ENV="prod", ELT_PROD_DATABASE=str(tmp_path / "prod.duckdb"))
     assert {schedule.default_status for schedule in prod.schedules} == {dg.DefaultScheduleStatus.RUNNING}

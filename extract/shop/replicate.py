@@ -1,6 +1,6 @@
 """Run the shop replication without Dagster (from a shell or a test): `replicate_shop(url, duckdb_path)`.
 
-Dagster runs the same `replication.yaml` through dagster-sling (orchestration/shop/assets.py); both read what
+Dagster runs the same `replication.yaml` through dagster-sling (orchestration/defs/shop/assets.py); both read what
 Sling did from its log (`rows_loaded`) and what each stream does from the config (`stream_plans`).
 """
 

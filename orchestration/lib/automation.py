@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.environment import Environment
+from orchestration.lib.environment import Environment
 
 
 def default_schedule_status(env: Environment) -> dg.DefaultScheduleStatus:

@@ -10,24 +10,30 @@ import dlt
 import duckdb
 
 from extract.destination import warehouse_destination
-from orchestration.environment import Environment, open_for_write
+from orchestration.lib import motherduck
+from orchestration.lib.environment import Environment, open_for_write
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """Where this process writes. Built from `environment.resolve()`; tests build it on a temp file."""
+    """Where this process writes: the resolved `Environment`, carried whole (`.environment` gives it back equal,
+    branch id and reasons included). Built by `from_environment(resolve())`; tests build it on a temp file."""
 
     env_name: str
     location: str  # absolute DuckDB file path or `md:<database>`
-    prod_location: str | None = None
     data_dir: str
+    prod_location: str | None = None
+    branch_id: str | None = None
+    reasons: list[str] = []
 
     @classmethod
     def from_environment(cls, env: Environment) -> WarehouseResource:
         return cls(
             env_name=env.name,
             location=env.warehouse,
-            prod_location=env.prod_warehouse,
             data_dir=str(env.data_dir),
+            prod_location=env.prod_warehouse,
+            branch_id=env.branch_id,
+            reasons=list(env.reasons),
         )
 
     @property
@@ -36,12 +42,14 @@ class WarehouseResource(dg.ConfigurableResource):
             name=self.env_name,
             warehouse=self.location,
             data_dir=Path(self.data_dir),
+            branch_id=self.branch_id,
             prod_warehouse=self.prod_location,
+            reasons=tuple(self.reasons),
         )
 
     @property
     def is_motherduck(self) -> bool:
-        return self.location.startswith("md:")
+        return motherduck.is_motherduck(self.location)
 
     def checked_location(self) -> str:
         """The location, after the prod-write guard; creates the parent folder of a local file."""
@@ -52,7 +60,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def dlt_destination(self):
         """dlt's destination for this warehouse (see extract/destination.py), after the prod-write guard."""
-        return warehouse_destination(self.checked_location())
+        return warehouse_destination(self.checked_location(), motherduck=self.is_motherduck)
 
     def dlt_pipeline(self, pipeline_name: str, dataset_name: str) -> dlt.Pipeline:
         """A dlt pipeline into this warehouse, with its local state kept per environment."""

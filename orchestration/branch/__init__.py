@@ -1,1 +1,0 @@
-"""PR branch targets: clone prod into a branch warehouse, build it, drop it, sweep leftovers."""

@@ -1,0 +1,1 @@
+"""PR branch targets: clone prod into a branch warehouse, build it, drop it, sweep leftovers (`elt branch ...`)."""

@@ -1,0 +1,1 @@
+"""The shop slice: PostgreSQL `data.*` -> Sling -> `raw_shop.*` in the warehouse."""

@@ -1,0 +1,170 @@
+"""The shop slice: PostgreSQL `data.*` -> Sling -> `raw_shop.*` in the warehouse."""
+# no `from __future__ import annotations`: Dagster reads the `context` annotation at definition time
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+from dagster_sling import DagsterSlingTranslator, SlingConnectionResource, SlingResource, sling_assets
+
+from extract.shop.connection import describe, scrub
+from extract.shop.replicate import REPLICATION_CONFIG, StreamPlan, rows_loaded, stream_plans
+from extract.tooling import install_duckdb_extensions
+from orchestration.defs.shop.resources import ShopPostgresResource
+from orchestration.lib import motherduck
+from orchestration.lib.asset_keys import WAREHOUSE_POOL, table_asset_key
+from orchestration.lib.warehouse import WarehouseResource, table_metadata
+
+RAW_SCHEMA = "raw_shop"  # the schema in the replication's `object: raw_shop.{stream_table}`
+
+
+class ShopSlingTranslator(DagsterSlingTranslator):
+    """Key each stream by where it lands (`raw_shop/<table>`), in group `shop`."""
+
+    def get_asset_spec(self, stream_definition: Mapping[str, Any]) -> dg.AssetSpec:
+        table = stream_definition["name"].split(".")[-1]
+        plan = stream_plans()[table]
+        how = (
+            f"incrementally (rows with `{plan.update_key}` at or after the newest loaded, merged on "
+            f"`{', '.join(plan.primary_key)}`)"
+            if plan.mode == "incremental"
+            else f"in full each run (`{plan.mode}`)"
+        )
+        return (
+            super()
+            .get_asset_spec(stream_definition)
+            .replace_attributes(
+                key=table_asset_key(RAW_SCHEMA, table),
+                deps=[],  # the PostgreSQL tables are not assets of this platform
+                group_name="shop",
+                description=f"`{stream_definition['name']}` from the shop PostgreSQL, copied by Sling {how} "
+                f"into `{RAW_SCHEMA}.{table}` with a `_sling_loaded_at` load timestamp.",
+            )
+            .merge_attributes(kinds={"postgres", "duckdb"})
+        )
+
+
+def _warehouse_connection(location: str) -> SlingConnectionResource:
+    """Sling's WAREHOUSE: a local DuckDB file, or a MotherDuck database (token from MOTHERDUCK_TOKEN)."""
+    if motherduck.is_motherduck(location):
+        return SlingConnectionResource(
+            name="WAREHOUSE",
+            type="motherduck",
+            database=motherduck.database_name(location),
+            motherduck_token=os.environ.get("MOTHERDUCK_TOKEN"),
+        )
+    return SlingConnectionResource(name="WAREHOUSE", type="duckdb", instance=location)
+
+
+class ShopReplicationConfig(dg.Config):
+    """Run config: `full_reload` reads incremental tables (orders) in full once, e.g. after old orders were edited in
+    place (an incremental run only sees orders at or after the high-water mark). `truncate`, not `full-refresh`: the
+    table and its columns stay."""
+
+    full_reload: bool = False
+
+
+def _replication_for(plans: list[StreamPlan]) -> dict[str, Any]:
+    """replication.yaml limited to the selected streams, each in the plan's mode."""
+    replication = yaml.safe_load(REPLICATION_CONFIG.read_text())
+    streams = {plan.stream: {**(replication["streams"][plan.stream] or {}), "mode": plan.mode} for plan in plans}
+    return {**replication, "streams": streams}
+
+
+def _high_water_marks(warehouse: WarehouseResource, plans: list[StreamPlan]) -> dict[str, Any]:
+    """The newest update_key value already in each incremental raw table: where this run's read starts."""
+    incremental = [plan for plan in plans if plan.mode == "incremental" and plan.update_key]
+    if not incremental or (not warehouse.is_motherduck and not Path(warehouse.location).is_file()):
+        return {}
+    marks = {}
+    with warehouse.connect(read_only=True) as con:  # closed before Sling's DuckDB CLI opens the file
+        for plan in incremental:
+            schema, table = plan.table.split(".")
+            exists = con.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                [schema, table],
+            ).fetchone()[0]
+            if exists:
+                marks[plan.table] = con.sql(f"select max({plan.update_key}) from {plan.table}").fetchone()[0]
+    return marks
+
+
+def _load_window(plan: StreamPlan, high_water_mark: Any) -> str:
+    """How this run read the stream, in words a user reads in the UI."""
+    if plan.mode != "incremental":
+        return f"{plan.mode}: every row"
+    if high_water_mark is None:
+        return f"incremental, first load: every row (merged on {', '.join(plan.primary_key)})"
+    return (
+        f"incremental: {plan.update_key} >= {high_water_mark} "
+        f"(the table's newest before this run), merged on {', '.join(plan.primary_key)}"
+    )
+
+
+@sling_assets(
+    replication_config=REPLICATION_CONFIG,
+    dagster_sling_translator=ShopSlingTranslator(),
+    name="shop_sling",
+    pool=WAREHOUSE_POOL,
+)
+def shop_assets(
+    context: dg.AssetExecutionContext,
+    config: ShopReplicationConfig,
+    shop_postgres: ShopPostgresResource,
+    warehouse: WarehouseResource,
+) -> Iterator[Any]:
+    """Replicate customers and products (in full) and orders (incremental on order_date, merged on order_id);
+    report per table the rows this run loaded, the rows in the table, how it was read and its columns."""
+    location = warehouse.checked_location()
+    if not warehouse.is_motherduck:
+        install_duckdb_extensions()  # Sling's DuckDB CLI reads rows over http: httpfs, from its wheel
+    plans = stream_plans()
+    if config.full_reload:
+        plans = {table: replace(plan, mode="truncate") for table, plan in plans.items()}
+    selected = [plans[key.path[-1]] for key in context.selected_asset_keys]
+    high_water_marks = _high_water_marks(warehouse, selected)
+    with shop_postgres.session(Path(warehouse.data_dir) / "demo_postgres") as url:
+        source = describe(url)
+        context.log.info(f"replicating {', '.join(plan.stream for plan in selected)} from {source} into {location}")
+        sling = SlingResource(
+            connections=[
+                SlingConnectionResource(name="SHOP", type="postgres", connection_string=url),
+                _warehouse_connection(location),
+            ]
+        )
+        try:  # materialize the iterator here so Sling is done (and its DuckDB CLI gone) before we read back
+            events = list(
+                sling.replicate(
+                    context=context,
+                    replication_config=_replication_for(selected),
+                    dagster_sling_translator=ShopSlingTranslator(),
+                )
+            )
+        except Exception as error:  # Sling's failure text is its whole log: keep it, minus the password
+            raise dg.Failure(
+                description=f"Sling replication from the shop PostgreSQL at {source} failed; "
+                "a table whose stream failed keeps its previous content",
+                metadata={"sling_output": dg.MetadataValue.text(scrub(str(error), url)[-8000:])},
+            ) from None
+        sling_log = scrub("\n".join(sling.stream_raw_logs()), url)  # dagster-sling logs it at debug level
+    loaded = rows_loaded(sling_log)
+    with warehouse.connect(read_only=True) as con:  # counts in-process: `sling conns exec` costs ~1 s a table
+        for event in events:
+            plan = plans[event.asset_key.path[-1]]
+            high_water_mark = high_water_marks.get(plan.table)
+            metadata: dict[str, Any] = {
+                **table_metadata(
+                    lambda sql: con.sql(sql).fetchall(), plan.table, name=plan.table, motherduck=warehouse.is_motherduck
+                ),
+                "rows_loaded": dg.MetadataValue.int(loaded.get(plan.table, 0)),  # Sling's count for this run
+                "mode": plan.mode,
+                "window": _load_window(plan, high_water_mark),
+                "source": f"{plan.stream} at {source}",
+            }
+            if plan.mode == "incremental":
+                metadata["incremental_from"] = dg.MetadataValue.text(str(high_water_mark or "beginning"))
+            yield event._replace(metadata={**(event.metadata or {}), **metadata})

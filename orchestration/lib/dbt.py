@@ -1,0 +1,121 @@
+"""The one way the platform runs dbt: dagster-dbt's `DbtCliResource`, pointed at the resolved environment.
+
+Dagster's dbt assets (defs/dbt), the manifest preparation and the `elt branch` commands all go through
+`WarehouseDbtCliResource`: the same executable, profiles.yml, target and variables everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster_dbt import DbtCliResource, DbtProject
+
+from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, Environment
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=REPO_ROOT)
+KEEP_RUN_TARGETS = 5  # dagster-dbt writes target/<op>-<id>/ per run; older ones are pruned
+_IGNORED = {"target", "logs", "dbt_packages"}
+
+
+@contextmanager
+def _environ(extra: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class WarehouseDbtCliResource(DbtCliResource):
+    """dbt, run against the resolved environment: the variables profiles.yml reads are passed to the process."""
+
+    env_vars: dict[str, str] = {}
+
+    @classmethod
+    def for_environment(cls, env: Environment, project_dir: Path = DBT_PROJECT_DIR) -> WarehouseDbtCliResource:
+        return cls(
+            project_dir=str(project_dir),
+            profiles_dir=str(REPO_ROOT),
+            target=env.dbt_target,
+            env_vars=env.env_for_subprocess(),
+        )
+
+    def cli(self, args, **kwargs):
+        with _environ(self.env_vars):  # dagster-dbt builds the subprocess env from os.environ inside cli()
+            return super().cli(args, **kwargs)
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    newest = (REPO_ROOT / "profiles.yml").stat().st_mtime
+    for root, dirs, files in os.walk(project_dir):
+        dirs[:] = [d for d in dirs if d not in _IGNORED]
+        for name in files:
+            newest = max(newest, os.stat(os.path.join(root, name)).st_mtime)
+    return newest
+
+
+def ensure_manifest(project: DbtProject = dbt_project) -> Path:
+    """The project's manifest, parsed once: again only when it is missing or older than a project file (a
+    deployment prepares it at build time, so this is a stat per load). Parsing needs no warehouse."""
+    manifest = project.manifest_path
+    if manifest.exists() and manifest.stat().st_mtime >= _newest_source_mtime(Path(project.project_dir)):
+        return manifest
+    dev = Environment(name="dev", warehouse=":memory:", data_dir=REPO_ROOT / "data")
+    dbt = WarehouseDbtCliResource.for_environment(dev, Path(project.project_dir))
+    invocation = dbt.cli(["parse", "--quiet"], target_path=Path(project.target_path), raise_on_error=False).wait()
+    if not invocation.is_successful():
+        raise RuntimeError(f"dbt parse of {project.project_dir} failed: {invocation.get_error()}")
+    return manifest
+
+
+def prune_run_targets(project: DbtProject = dbt_project, keep: int = KEEP_RUN_TARGETS) -> None:
+    runs = sorted(
+        (path for path in Path(project.target_path).glob("*-*") if path.is_dir()),
+        key=lambda path: path.stat().st_mtime,
+    )
+    for path in runs[:-keep]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class DbtResult:
+    command: list[str]
+    returncode: int
+    statuses: dict[str, int]  # run_results status -> nodes
+    failed: list[str]  # unique ids of nodes that errored or failed
+    selected: list[str]  # unique ids that ran
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+def run_dbt(env: Environment, args: Sequence[str], project_dir: Path, target_path: Path) -> DbtResult:
+    """`dbt <args>` on this environment's target outside Dagster (the `elt branch` commands); dbt's log goes to
+    this process's stdout (CI logs)."""
+    (target_path / "run_results.json").unlink(missing_ok=True)  # a failed start must not report old results
+    dbt = WarehouseDbtCliResource.for_environment(env, project_dir)
+    invocation = dbt.cli(list(args), target_path=target_path, raise_on_error=False)
+    for _ in invocation.stream_raw_events():  # re-emitted on stdout by dagster-dbt as they come
+        pass
+    returncode = invocation.process.wait()
+    results_path = target_path / "run_results.json"
+    results = invocation.get_artifact("run_results.json")["results"] if results_path.exists() else []
+    return DbtResult(
+        command=[str(arg) for arg in invocation.process.args],
+        returncode=returncode,
+        statuses=dict(Counter(result["status"] for result in results)),
+        failed=sorted(result["unique_id"] for result in results if result["status"] in ("error", "fail")),
+        selected=sorted(result["unique_id"] for result in results),
+    )
