@@ -1,5 +1,5 @@
-"""`elt`: run the pipeline through Dagster, open the Dagster UI, show the resolved environment, and the `branch` and
-`bench` command groups."""
+"""`elt`: run the pipeline through Dagster, open the Dagster UI, show the resolved environment, and the `branch`,
+`bench` and `new` command groups."""
 
 import os
 import sys
@@ -82,9 +82,11 @@ def show_env() -> None:
 def _register_subcommands() -> None:
     from benchmarks.cli import bench
     from orchestration.defs.branch.cli import branch
+    from orchestration.scaffold import new
 
     main.add_command(branch)
     main.add_command(bench)
+    main.add_command(new)
 
 
 _register_subcommands()
