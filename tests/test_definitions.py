@@ -91,11 +91,18 @@ def test_partitioned_assets_name_how_elt_run_finds_their_pending_partitions(asse
         assert PENDING_PARTITIONS in asset_graph.get(key).metadata, key.to_user_string()
 
 
-def test_elt_all_runs_every_unpartitioned_asset(defs, asset_graph):
+def test_elt_all_runs_every_unpartitioned_asset_and_the_checks_its_ops_run(defs, asset_graph):
     job = defs.resolve_job_def(ALL_ASSETS_JOB)
     selected = job.asset_layer.selected_asset_keys
     partitioned = PartitionedAssets().resolve(asset_graph)
     assert selected == set(asset_graph.materializable_asset_keys) - partitioned
+    # dbt's source tests on a partitioned asset run with `dbt build`, so they belong to elt_all; a partitioned
+    # asset's own checks (the files' integrity check) run with its load
+    checks = (dg.AssetSelection.all() - PartitionedAssets()).resolve_checks(asset_graph)
+    for check in asset_graph.asset_check_keys:
+        runs_with_a_partitioned_load = asset_graph.assets_def_for_key(check).partitions_def is not None
+        assert (check in checks) != runs_with_a_partitioned_load, check.to_user_string()
+    assert any(check.asset_key in partitioned for check in checks), "dbt tests sources that are partitioned"
 
 
 def test_one_code_location_name_everywhere():

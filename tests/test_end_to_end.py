@@ -105,6 +105,10 @@ def test_elt_run_refuses_a_bad_drop_loads_the_rest_and_exits_non_zero(tmp_path):
     assert result.returncode == 1, output[-3000:]
     assert "the run failed" in result.stdout
     assert "2018-01-24.csv" in output and "share_price" in output and "row 2" in output, output[-3000:]
+    # a normal run is quiet: no Python warning and no Dagster warning (the bad file is an error, and said once)
+    assert "Warning:" not in output and " - WARNING - " not in output, [
+        line for line in output.splitlines() if "Warning:" in line or " - WARNING - " in line
+    ][:5]
     good_rows = sum(1 for path in DEMO_DROPS.glob("*.csv") for _ in csv.DictReader(path.open()))
     with duckdb.connect(str(tmp_path / "data" / "warehouse" / "dev.duckdb"), read_only=True) as con:
         loaded = dict(con.sql("select _source_file, count(*) from raw_files.share_prices group by 1").fetchall())

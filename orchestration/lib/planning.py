@@ -52,10 +52,20 @@ def pending_partitions_finder(metadata: Mapping[str, Any]) -> PendingPartitions:
 
 
 class PartitionedAssets(dg.AssetSelection):
-    """Every materializable asset with a partitions definition (what `elt run` plans partition by partition)."""
+    """Every materializable asset with a partitions definition (what `elt run` plans partition by partition), and
+    the checks their own ops run. Checks on them that another op runs (dbt's source tests, run by `dbt build`) are
+    not part of it: `all() - PartitionedAssets()` keeps them with the op that yields them."""
 
     def resolve_inner(self, asset_graph, allow_missing: bool) -> set[dg.AssetKey]:
         return {key for key in asset_graph.materializable_asset_keys if asset_graph.get(key).partitions_def}
+
+    def resolve_checks_inner(self, asset_graph, allow_missing: bool) -> set[dg.AssetCheckKey]:
+        partitioned = self.resolve(asset_graph)
+        return {
+            check
+            for check in asset_graph.asset_check_keys
+            if check.asset_key in partitioned and set(asset_graph.assets_def_for_key(check).keys) & partitioned
+        }
 
     def to_selection_str(self) -> str:
         return "partitioned assets"

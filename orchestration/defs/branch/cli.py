@@ -13,11 +13,11 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from orchestration.defs.branch.build import build_branch, repoint_views
 from orchestration.defs.branch.clones import DEFAULT_MAX_AGE_DAYS, branch_environment, clone_store, sweep
 from orchestration.lib.environment import DBT_PROJECT_DIR, EnvironmentConfigError, resolve
 from orchestration.lib.meta import publish_prod_state
 
+# the dbt commands (create, build) import orchestration.defs.branch.build, and with it dbt, only when they run
 console = Console(soft_wrap=True)  # CI logs: one line per message, not wrapped at 80 columns
 
 project_dir_option = click.option(
@@ -64,6 +64,8 @@ def branch() -> None:
 @_command
 def create(branch_id: str, project_dir: Path, state_dir: Path | None) -> None:
     """Clone prod into the branch database (replacing an older clone of the same id) and point its views at it."""
+    from orchestration.defs.branch.build import repoint_views
+
     env = branch_environment(branch_id)
     clone = clone_store(env).create(branch_id)
     console.print(f"cloned {env.prod_warehouse} -> {clone.location}")
@@ -81,6 +83,8 @@ def create(branch_id: str, project_dir: Path, state_dir: Path | None) -> None:
 @_command
 def build(branch_id: str, project_dir: Path, state_dir: Path | None, full: bool) -> None:
     """`dbt build --target branch` in the clone: `state:modified+` against prod's manifest, or everything."""
+    from orchestration.defs.branch.build import build_branch
+
     env = branch_environment(branch_id)
     result, state = build_branch(env, project_dir, state_dir, full)
     mode = f"state:modified+ against {state}" if state else "everything (no prod manifest)" if not full else "--full"
