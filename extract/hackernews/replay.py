@@ -14,10 +14,11 @@ import json
 import re
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
+
+from extract.local_server import LocalServer, QuietJsonHandler, serve_until_interrupted
 
 RECORDED_ITEMS = Path(__file__).resolve().parent / "recorded" / "items.generated.json"
 MAX_ITEM_PATH = "/v0/maxitem.json"
@@ -30,7 +31,7 @@ def recorded_items(recorded_file: Path | str = RECORDED_ITEMS) -> dict[int, dict
     return {item["id"]: item for item in items}
 
 
-class _ItemsHandler(BaseHTTPRequestHandler):
+class _ItemsHandler(QuietJsonHandler):
     server: _ReplayHTTPServer
     # keep-alive, answered without Nagle's delay: a load makes one request per item
     protocol_version = "HTTP/1.1"
@@ -41,22 +42,11 @@ class _ItemsHandler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.requested_paths.append(path)
         if path == MAX_ITEM_PATH:
-            self._send(HTTPStatus.OK, self.server.replay.max_item)
+            self.send_json(HTTPStatus.OK, self.server.replay.max_item)
         elif match := ITEM_PATH.fullmatch(path):
-            self._send(HTTPStatus.OK, self.server.replay.items.get(int(match.group(1))))
+            self.send_json(HTTPStatus.OK, self.server.replay.items.get(int(match.group(1))))
         else:
-            self._send(HTTPStatus.NOT_FOUND, {"error": f"only {MAX_ITEM_PATH} and /v0/item/<id>.json, not {path}"})
-
-    def _send(self, status: HTTPStatus, body: Any) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: a load makes one request per item."""
+            self.send_json(HTTPStatus.NOT_FOUND, {"error": f"only {MAX_ITEM_PATH} and /v0/item/<id>.json, not {path}"})
 
 
 class _ReplayHTTPServer(ThreadingHTTPServer):
@@ -69,46 +59,24 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         self.requested_paths: list[str] = []
 
 
-class HackerNewsReplay:
+class HackerNewsReplay(LocalServer):
     """The replay API on 127.0.0.1 in a background thread, for the life of a `with` block.
 
     `max_item` is what `/v0/maxitem.json` answers: the highest recorded id unless given; set it while the server
     runs to make ids up to it visible (recorded ones answer their item, others `null`)."""
 
+    thread_name = "hackernews-replay"
+
     def __init__(self, recorded_file: Path | str = RECORDED_ITEMS, max_item: int | None = None, port: int = 0) -> None:
+        super().__init__(port)
         self.recorded_file = Path(recorded_file)
         self.items = recorded_items(self.recorded_file)
         if not self.items:
             raise ValueError(f"no items in {self.recorded_file}")
         self.max_item = max(self.items) if max_item is None else max_item
-        self._port = port
-        self._server: _ReplayHTTPServer | None = None
 
-    def start(self) -> HackerNewsReplay:
-        self._server = _ReplayHTTPServer(("127.0.0.1", self._port), self)
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), name="hackernews-replay", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> HackerNewsReplay:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the replay server is not running: use it in a `with HackerNewsReplay(...)` block")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def make_server(self, address: tuple[str, int]) -> _ReplayHTTPServer:
+        return _ReplayHTTPServer(address, self)
 
     @property
     def requested_paths(self) -> list[str]:
@@ -137,10 +105,7 @@ def main() -> None:
     with HackerNewsReplay(args.recorded_file, max_item=args.max_item, port=args.port) as server:
         first = min(server.items)
         print(f"Hacker News replay at {server.base_url}/v0/ (items {first} .. {server.max_item}); Ctrl-C stops")
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+        serve_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import threading
 from datetime import date, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from extract.local_server import LocalServer, QuietJsonHandler, serve_until_interrupted
 
 RECORDED_DIR = Path(__file__).resolve().parent / "recorded"
 FEED_PATH = "/neo/rest/v1/feed"
@@ -81,7 +81,7 @@ def feed_response(recorded_dir: Path, start: date, end: date, base_url: str, api
     }
 
 
-class _FeedHandler(BaseHTTPRequestHandler):
+class _FeedHandler(QuietJsonHandler):
     server: _ReplayHTTPServer
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -91,7 +91,7 @@ class _FeedHandler(BaseHTTPRequestHandler):
             if url.path.rstrip("/") != FEED_PATH:
                 raise FeedError(HTTPStatus.NOT_FOUND, f"only {FEED_PATH} is replayed, not {url.path}")
             if not query.get("api_key"):
-                self._send(
+                self.send_json(
                     HTTPStatus.FORBIDDEN,
                     {"error": {"code": "API_KEY_MISSING", "message": "No api_key was supplied."}},
                 )
@@ -101,23 +101,12 @@ class _FeedHandler(BaseHTTPRequestHandler):
             base_url = f"http://{self.headers.get('Host', '127.0.0.1')}"
             body = feed_response(self.server.recorded_dir, start, end, base_url, query["api_key"][0])
         except FeedError as error:
-            self._send(
+            self.send_json(
                 error.status,
                 {"code": error.status.value, "http_error": error.status.name, "error_message": str(error)},
             )
             return
-        self._send(HTTPStatus.OK, body)
-
-    def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: request lines carry the api key."""
+        self.send_json(HTTPStatus.OK, body)
 
 
 class _ReplayHTTPServer(ThreadingHTTPServer):
@@ -129,45 +118,19 @@ class _ReplayHTTPServer(ThreadingHTTPServer):
         self.requested_windows: list[tuple[date, date]] = []
 
 
-class ReplayServer:
+class ReplayServer(LocalServer):
     """The replay API on 127.0.0.1 in a background thread, for the life of a `with` block."""
 
+    thread_name = "neows-replay"
+
     def __init__(self, recorded_dir: Path | str = RECORDED_DIR, port: int = 0) -> None:
+        super().__init__(port)
         self.recorded_dir = Path(recorded_dir)
         if not recorded_days(self.recorded_dir):
             raise FileNotFoundError(f"no recorded NeoWs responses (feed_<YYYY-MM-DD>*.json) in {self.recorded_dir}")
-        self._port = port
-        self._server: _ReplayHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> ReplayServer:
-        self._server = _ReplayHTTPServer(("127.0.0.1", self._port), self.recorded_dir)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="neows-replay", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> ReplayServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the replay server is not running: use it in a `with ReplayServer(...)` block")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def make_server(self, address: tuple[str, int]) -> _ReplayHTTPServer:
+        return _ReplayHTTPServer(address, self.recorded_dir)
 
     @property
     def requested_windows(self) -> list[tuple[date, date]]:
@@ -183,10 +146,7 @@ def main() -> None:
     with ReplayServer(args.recorded_dir, port=args.port) as server:
         days = list(recorded_days(server.recorded_dir))
         print(f"NeoWs replay at {server.base_url}{FEED_PATH} (days {days[0]} .. {days[-1]}); Ctrl-C stops")
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
+        serve_until_interrupted()
 
 
 if __name__ == "__main__":
