@@ -14,10 +14,6 @@ class ShareDropsResource(dg.ConfigurableResource):
 
     location: str = str(DEMO_DROPS)
 
-    @property
-    def uses_demo(self) -> bool:
-        return self.location == str(DEMO_DROPS)
-
 
 @dg.definitions
 def resources() -> dg.Definitions:

@@ -21,10 +21,6 @@ class HackerNewsApiResource(dg.ConfigurableResource):
     base_url: str | None = None
     max_items: int = DEFAULT_MAX_ITEMS
 
-    @property
-    def replays(self) -> bool:
-        return not self.base_url
-
     @contextmanager
     def endpoint(self) -> Iterator[tuple[str, str]]:
         """(base url, label for logs and metadata); a replay server lives as long as the `with` block."""
