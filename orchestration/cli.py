@@ -2,6 +2,7 @@
 `bench` and `new` command groups."""
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -39,6 +40,9 @@ def print_summary(summary: RunSummary) -> None:
 @click.group()
 def main() -> None:
     """The ELT platform: extract with dlt and Sling, transform with dbt, orchestrate with Dagster."""
+    # SIGTERM (a supervisor, `timeout`, `kill`) stops any command as Ctrl-C does: cleanup runs, locks and pool
+    # slots are released, the run in progress is marked failed
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @main.command()
@@ -48,6 +52,9 @@ def run() -> None:
         summary = run_pipeline()
     except EnvironmentConfigError as error:
         raise click.ClickException(str(error)) from error
+    except KeyboardInterrupt as interrupt:
+        console.print(f"[red]stopped[/red]: {interrupt or 'interrupted'}; `elt run` again loads what is still pending")
+        sys.exit(130)
     print_summary(summary)
     sys.exit(0 if summary.ok else 1)
 
@@ -56,8 +63,11 @@ def run() -> None:
 @click.argument("dg_args", nargs=-1, type=click.UNPROCESSED)
 def dev(dg_args: tuple[str, ...]) -> None:
     """Start the Dagster UI (`dg dev`, code location `elt_platform`) on this environment's instance."""
-    env = resolve()
-    prepare_dagster_home(env.dagster_home)
+    try:
+        env = resolve()
+        prepare_dagster_home(env.dagster_home)
+    except EnvironmentConfigError as error:
+        raise click.ClickException(str(error)) from error
     dg_cli = Path(sys.executable).parent / "dg"
     os.chdir(REPO_ROOT)  # dg finds the project by its pyproject.toml
     os.execv(str(dg_cli), [str(dg_cli), "dev", *dg_args])

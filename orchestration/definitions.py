@@ -9,7 +9,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from orchestration.lib import dagster_patches
 from orchestration.lib.planning import PartitionedAssets
+
+dagster_patches.apply()  # a run waiting for a pool slot sleeps and hears Ctrl-C (see the module)
 
 ALL_ASSETS_JOB = "elt_all"
 

@@ -8,15 +8,18 @@ and the benchmark call `run_pipeline`; the schedules and sensors launch the same
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import sys
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
+from orchestration.lib.asset_keys import WAREHOUSE_POOL
 from orchestration.lib.environment import Environment, resolve
 from orchestration.lib.instance import prepare_dagster_home
 from orchestration.lib.planning import PartitionedAssets, PlanContext, pending_partitions_finder
+from orchestration.lib.runs import one_runner, owner_tags, reap_orphaned_runs, wait_for_pool
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -143,38 +146,53 @@ def plan_runs(
     return planned
 
 
+def _say(message: str) -> None:
+    print(f"elt: {message}", file=sys.stderr, flush=True)
+
+
 def run_pipeline(
     instance: dg.DagsterInstance | None = None,
     log_level: str = "INFO",
     partitions: Mapping[str, Sequence[str]] | None = None,
     selection: dg.AssetSelection | None = None,
+    say: Callable[[str], None] = _say,
 ) -> RunSummary:
     """Materialize the whole asset graph once, in this process, for the environment the variables resolve to:
-    the pending partitions of each partitioned asset, then every unpartitioned asset (the shop tables and dbt)."""
+    the pending partitions of each partitioned asset, then every unpartitioned asset (the shop tables and dbt).
+
+    One pass at a time per instance (`one_runner`); runs left in progress by a process that died are marked failed
+    and their pool slots freed first; each run starts once the warehouse pool has a free slot (`wait_for_pool`
+    says who holds it). Ctrl-C / SIGTERM during a run fail that run (Dagster releases its slot) and end the pass
+    with KeyboardInterrupt."""
     from orchestration.definitions import load_definitions
 
     env = resolve()
     if instance is None:
         prepare_dagster_home(env.dagster_home)
         instance = dg.DagsterInstance.get()
-    defs = load_definitions()
-    planned = plan_runs(defs, instance, env, partitions, selection)
-    jobs = {run.job.name: run.job for run in planned}
-    added = [job for job in jobs.values() if not _has_job(defs, job)]
-    runnable = dg.Definitions.merge(defs, dg.Definitions(jobs=added))
+    with one_runner(env.dagster_home, say):
+        reap_orphaned_runs(instance, say)
+        defs = load_definitions()
+        planned = plan_runs(defs, instance, env, partitions, selection)
+        jobs = {run.job.name: run.job for run in planned}
+        added = [job for job in jobs.values() if not _has_job(defs, job)]
+        runnable = dg.Definitions.merge(defs, dg.Definitions(jobs=added))
 
-    success, failed_steps, evaluations, runs = True, [], [], []
-    for run in planned:
-        result = runnable.resolve_job_def(run.job.name).execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            tags=run.tags,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-        )
-        runs.append(f"{run.what}: {'ok' if result.success else 'FAILED'}")
-        success &= result.success
-        failed_steps += [event.step_key for event in result.all_events if event.is_step_failure]
-        evaluations += result.get_asset_check_evaluations()
+        success, failed_steps, evaluations, runs = True, [], [], []
+        for run in planned:
+            wait_for_pool(instance, WAREHOUSE_POOL, say)
+            result = runnable.resolve_job_def(run.job.name).execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                tags={**run.tags, **owner_tags()},
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            )
+            if was_interrupted(result):
+                raise KeyboardInterrupt(f"interrupted during {run.what} (run {result.run_id}, marked failed)")
+            runs.append(f"{run.what}: {'ok' if result.success else 'FAILED'}")
+            success &= result.success
+            failed_steps += [event.step_key for event in result.all_events if event.is_step_failure]
+            evaluations += result.get_asset_check_evaluations()
     checks_failed = sorted(f"{'/'.join(e.asset_key.path)}: {e.check_name}" for e in evaluations if not e.passed)
     rows = warehouse_row_counts(env.warehouse) if env.is_motherduck or Path(env.warehouse).exists() else []
     return RunSummary(
@@ -186,6 +204,38 @@ def run_pipeline(
         warehouse=env.warehouse,
         runs=runs,
     )
+
+
+_INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt"}
+
+
+def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """True when Ctrl-C / SIGTERM ended the run: Dagster records an unexpected termination, or a step failed on
+    an error caused by the interrupt (a library may wrap it: DuckDB answers `Query interrupted`, dlt wraps that)."""
+    from dagster._core.events import RunFailureReason
+
+    for event in result.all_events:
+        data = event.event_specific_data
+        if event.event_type == dg.DagsterEventType.RUN_FAILURE:
+            if getattr(data, "failure_reason", None) == RunFailureReason.UNEXPECTED_TERMINATION:
+                return True
+        elif event.is_step_failure and _caused_by_interrupt(getattr(data, "error", None)):
+            return True
+    return False
+
+
+def _caused_by_interrupt(error) -> bool:
+    seen = 0
+    stack = [error]
+    while stack and seen < 50:
+        error = stack.pop()
+        if error is None:
+            continue
+        seen += 1
+        if error.cls_name in _INTERRUPTS:
+            return True
+        stack += [error.cause, error.context]
+    return False
 
 
 def _has_job(defs: dg.Definitions, job: dg.UnresolvedAssetJobDefinition) -> bool:
