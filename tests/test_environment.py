@@ -1,18 +1,22 @@
 """The environment model: resolution for each combination of variables, the prod-write guard, and profiles.yml
 resolving the same warehouse through dbt's own renderer."""
 
+import os
 from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
 from orchestration.lib.environment import (
+    DBT_PROJECT_DIR,
     REPO_ROOT,
+    DataDirNotWritable,
     EnvironmentConfigError,
     ProdWriteRefused,
     open_for_write,
     resolve,
 )
+from orchestration.lib.instance import prepare_dagster_home
 from orchestration.lib.warehouse import WarehouseResource
 
 CASES = [
@@ -56,11 +60,6 @@ def test_resolution(variables, name, warehouse, tmp_path):
 @pytest.mark.parametrize(("variables", "name", "warehouse"), CASES)
 def test_profiles_yml_agrees_with_environment_module(variables, name, warehouse, tmp_path, monkeypatch):
     """dbt renders profiles.yml with the same variables and must land on the same warehouse."""
-    from dbt.config.profile import Profile, read_profile
-    from dbt.config.renderer import ProfileRenderer
-    from dbt.flags import set_from_args
-    from dbt_common.context import set_invocation_context
-
     variables = _fill(variables, tmp_path)
     for key in ("ELT_ENV", "ELT_DEV_DATABASE", "ELT_BRANCH_ID", "ELT_PROD_DATABASE", "ELT_DATA_DIR"):
         monkeypatch.delenv(key, raising=False)
@@ -68,13 +67,73 @@ def test_profiles_yml_agrees_with_environment_module(variables, name, warehouse,
     # dbt reads only ELT_* variables: the environment module hands them over for Dagster+ cases too
     for key, value in env.env_for_subprocess().items():
         monkeypatch.setenv(key, value)
+    profile = _render_profile()
+    assert profile.target_name == env.dbt_target
+    assert str(profile.credentials.path) == env.warehouse
+
+
+def _render_profile():
+    """profiles.yml rendered by dbt's own renderer with this process's environment, as `dbt` reads it."""
     import os
+
+    from dbt.config.profile import Profile, read_profile
+    from dbt.config.renderer import ProfileRenderer
+    from dbt.flags import set_from_args
+    from dbt_common.context import set_invocation_context
 
     set_from_args(Namespace(), None)
     set_invocation_context(dict(os.environ))
-    profile = Profile.from_raw_profiles(read_profile(str(REPO_ROOT)), "elt_platform", ProfileRenderer({}))
-    assert profile.target_name == env.dbt_target
-    assert str(profile.credentials.path) == env.warehouse
+    return Profile.from_raw_profiles(read_profile(str(REPO_ROOT)), "elt_platform", ProfileRenderer({}))
+
+
+@pytest.mark.parametrize(
+    ("dev", "pwd"),
+    [
+        ("{prod}", "/"),
+        ("./{relative}", "{project}"),  # `cd dbt_project && dbt build`
+        ("{project}/../{relative}", "/"),
+        ("{tmp}/./warehouse//prod.duckdb", "/"),
+        ("warehouse/prod.duckdb", "{tmp}"),
+    ],
+)
+def test_profiles_yml_refuses_a_dev_target_on_prod_before_dbt_opens_it(dev, pwd, tmp_path, monkeypatch):
+    """The dev target's path does not render when it is ELT_PROD_DATABASE, so dbt-duckdb never opens (creates)
+    the file; tests/faults/test_settings_faults.py runs dbt itself."""
+    prod = tmp_path / "warehouse" / "prod.duckdb"
+    fill = {
+        "prod": prod,
+        "tmp": tmp_path,
+        "project": DBT_PROJECT_DIR,
+        "relative": Path(os.path.relpath(prod, DBT_PROJECT_DIR)),
+    }
+    for key in ("ELT_ENV", "ELT_DEV_DATABASE", "ELT_BRANCH_ID", "ELT_PROD_DATABASE", "ELT_DATA_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ELT_PROD_DATABASE", str(prod))
+    monkeypatch.setenv("ELT_DEV_DATABASE", dev.format(**fill))
+    monkeypatch.setenv("PWD", pwd.format(**fill))
+    with pytest.raises(Exception, match="refusing to write the prod warehouse .* ELT_DEV_DATABASE") as refused:
+        _render_profile()
+    assert "point ELT_DEV_DATABASE at another database" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"ELT_DEV_DATABASE": "{tmp}/dev.duckdb", "ELT_PROD_DATABASE": "{tmp}/prod.duckdb"},
+        {"ELT_DEV_DATABASE": "prod.duckdb", "ELT_PROD_DATABASE": "{tmp}/prod.duckdb"},  # PWD is not tmp
+        {"ELT_DEV_DATABASE": "md:dev_alice", "ELT_PROD_DATABASE": "md:analytics"},
+        {"ELT_ENV": "prod", "ELT_DEV_DATABASE": "{tmp}/prod.duckdb", "ELT_PROD_DATABASE": "{tmp}/prod.duckdb"},
+    ],
+)
+def test_profiles_yml_renders_a_dev_target_that_is_not_prod(variables, tmp_path, monkeypatch):
+    for key in ("ELT_ENV", "ELT_DEV_DATABASE", "ELT_BRANCH_ID", "ELT_PROD_DATABASE", "ELT_DATA_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value.format(tmp=tmp_path))
+    monkeypatch.setenv("PWD", str(REPO_ROOT))
+    profile = _render_profile()
+    expected = variables["ELT_PROD_DATABASE" if variables.get("ELT_ENV") == "prod" else "ELT_DEV_DATABASE"]
+    assert str(profile.credentials.path) == expected.format(tmp=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -162,3 +221,40 @@ def test_a_branch_derived_from_prod_is_what_a_branch_process_resolves(tmp_path):
     )
     with pytest.raises(EnvironmentConfigError, match="ELT_BRANCH_ID"):
         branch_of(prod, "../x")
+
+
+def test_a_data_dir_below_a_file_refuses_to_resolve(tmp_path):
+    """A path below a regular file can be created by no user, root included; nothing is created to find out."""
+    (tmp_path / "notes.txt").write_text("a file\n")
+    data_dir = tmp_path / "notes.txt" / "data"
+    with pytest.raises(DataDirNotWritable) as refused:
+        resolve({"ELT_DATA_DIR": str(data_dir)})
+    assert str(refused.value) == (
+        f"ELT_DATA_DIR={data_dir} is not writable ({tmp_path / 'notes.txt'} is a file, not a folder): "
+        "point ELT_DATA_DIR at a writable folder"
+    )
+    assert isinstance(refused.value, EnvironmentConfigError)  # what `elt` turns into one clean line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only folder")
+def test_a_read_only_data_dir_refuses_to_resolve(tmp_path):
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(DataDirNotWritable, match=f"ELT_DATA_DIR={tmp_path / 'data'} is not writable"):
+            resolve({"ELT_DATA_DIR": str(tmp_path / "data")})
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_the_dagster_home_names_elt_data_dir_when_it_cannot_be_created(tmp_path, monkeypatch):
+    """/proc takes no new folder from anyone, though access() grants root write there (so resolve() lets it pass):
+    the instance folder is where `elt run` and `elt dev` first write."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    data_dir = Path(f"/proc/elt-data-{os.getpid()}")
+    with pytest.raises(DataDirNotWritable, match=f"^ELT_DATA_DIR={data_dir} is not writable .*writable folder$"):
+        prepare_dagster_home(data_dir / "dagster")
+    assert "DAGSTER_HOME" not in os.environ
+    home = prepare_dagster_home(tmp_path / "data" / "dagster")
+    assert (home / "dagster.yaml").exists() and os.environ["DAGSTER_HOME"] == str(home)
+    assert sorted(path.name for path in home.iterdir()) == ["dagster.yaml"]  # the write probe leaves nothing

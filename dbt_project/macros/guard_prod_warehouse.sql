@@ -2,6 +2,10 @@
     A dev or branch run never writes the prod warehouse, whatever the settings say: the same rule as
     orchestration/environment.py (guard_prod_write), for people who run dbt from the shell.
 
+    profiles.yml refuses first, a dev target whose path spells ELT_PROD_DATABASE (before dbt-duckdb opens, and
+    so would create, the file); this guard runs once connected and knows the real path of the open database, so it
+    also catches another spelling of the prod file (a symlink) and the branch target.
+
     Runs from on-run-start, and from create_schema below, because dbt creates missing schemas before the
     on-run-start hooks run.
 -#}

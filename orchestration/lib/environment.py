@@ -33,6 +33,10 @@ class ProdWriteRefused(EnvironmentConfigError):
     """A dev or branch process was pointed at the prod warehouse."""
 
 
+class DataDirNotWritable(EnvironmentConfigError):
+    """`ELT_DATA_DIR` is a folder this process cannot create or write (every `elt` command that runs writes there)."""
+
+
 @dataclass(frozen=True)
 class Environment:
     name: str  # dev | branch | prod
@@ -164,7 +168,31 @@ def resolve(environ: Mapping[str, str] | None = None) -> Environment:
         reasons=tuple(reasons),
     )
     open_for_write(env, env.warehouse)
+    check_data_dir(data_dir)
     return env
+
+
+def data_dir_not_writable(data_dir: Path, why: str) -> DataDirNotWritable:
+    return DataDirNotWritable(
+        f"ELT_DATA_DIR={data_dir} is not writable ({why}): point ELT_DATA_DIR at a writable folder"
+    )
+
+
+def check_data_dir(data_dir: Path) -> Path:
+    """Refuse a data dir that cannot be created or written, without creating anything: the folder, or the nearest
+    folder above it that exists, must be a folder this process may write (read-only mounts and permissions count;
+    `instance.prepare_dagster_home` finds the rest when it first writes there)."""
+    existing = data_dir
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as error:  # e.g. a folder above it this user may not even look into
+        raise data_dir_not_writable(data_dir, f"{existing}: {error.strerror}") from None
+    if not existing.is_dir():
+        raise data_dir_not_writable(data_dir, f"{existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise data_dir_not_writable(data_dir, f"{existing} is read-only for this user")
+    return data_dir
 
 
 def check_branch_id(branch_id: str, setting: str = "ELT_BRANCH_ID") -> str:
