@@ -4,6 +4,7 @@ real Dagster materializations and sensor evaluations."""
 import csv
 import shutil
 import threading
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -17,7 +18,7 @@ from orchestration.defs.files.assets import INTEGRITY_CHECK, files_assets
 from orchestration.defs.files.jobs import FILES_LOAD_JOB, files_load
 from orchestration.defs.files.partitions import SHARE_PRICES_KEY, pending_drop_files, share_price_partitions
 from orchestration.defs.files.resources import ShareDropsResource
-from orchestration.defs.files.sensors import build_drops_sensor
+from orchestration.defs.files.sensors import build_drops_sensor, read_cursor
 from orchestration.lib.environment import resolve
 from orchestration.lib.warehouse import WarehouseResource
 
@@ -97,16 +98,16 @@ def test_reload_is_atomic_for_readers(tmp_path):
     drops.mkdir()
     big, small = 300_000, 100_000
     write = (
-        "copy (select strftime(date '2018-09-28' - (i % 3000)::int, '%Y/%m/%d') as date, '1.5' as share_price, "
+        "copy (select strftime(date '2018-09-28' - i::int, '%Y/%m/%d') as date, '1.5' as share_price, "
         "'1' as amount, '1' as spend, '1' as shift, '1' as spread from range({n}) t(i)) to '{path}' (header)"
     )
     with duckdb.connect() as con:
-        con.execute(write.format(n=big, path=drops / "a.csv"))
-        con.execute(write.format(n=3, path=drops / "b.csv"))
+        con.execute(write.format(n=big, path=drops / "2018-01-01.csv"))
+        con.execute(write.format(n=3, path=drops / "2018-01-02.csv"))
     warehouse = _warehouse(tmp_path)
     warehouse.dlt_pipeline("files_share_prices", "raw_files").run(share_price_files(drop_dir=str(drops)))
     with duckdb.connect() as con:
-        con.execute(write.format(n=small, path=drops / "a.csv"))
+        con.execute(write.format(n=small, path=drops / "2018-01-01.csv"))
 
     seen: set[tuple[int, int]] = set()
     done = threading.Event()
@@ -117,15 +118,15 @@ def test_reload_is_atomic_for_readers(tmp_path):
         while not done.is_set():
             seen.add(
                 cursor.execute(
-                    "select count(*) filter (_source_file = 'a.csv'), count(*) filter (_source_file = 'b.csv') "
-                    "from raw_files.share_prices"
+                    "select count(*) filter (_source_file = '2018-01-01.csv'), "
+                    "count(*) filter (_source_file = '2018-01-02.csv') from raw_files.share_prices"
                 ).fetchone()
             )
 
     thread = threading.Thread(target=read)
     thread.start()
     try:
-        source = share_price_files(drop_dir=str(drops), files=["a.csv"])
+        source = share_price_files(drop_dir=str(drops), files=["2018-01-01.csv"])
         warehouse.dlt_pipeline("files_share_prices", "raw_files").run(source)
     finally:
         done.set()
@@ -192,7 +193,8 @@ def _latest_metadata(instance: dg.DagsterInstance, partition: str) -> dict:
 
 def test_one_run_loads_good_files_and_fails_only_the_bad_one(drops, tmp_path):
     bad_rows = [_row(1), _row(2, price="-1"), _row(3, date="2018-09-03"), _row(4, price="abc")]
-    (drops / "2018-01-22b.csv").write_text(_csv(*bad_rows))  # sorts between the two good files
+    (drops / "2018-01-23.csv").rename(drops / "2018-01-24.csv")
+    (drops / "2018-01-23.csv").write_text(_csv(*bad_rows))  # sorts between the two good files
     warehouse = _warehouse(tmp_path)
     with dg.instance_for_test() as instance:
         keys = pending_drop_files(instance, str(drops))
@@ -202,8 +204,8 @@ def test_one_run_loads_good_files_and_fails_only_the_bad_one(drops, tmp_path):
         assert not result.success
         failure = next(event for event in result.all_events if event.is_step_failure)
         message = failure.step_failure_data.user_failure_data.description
-        assert "2018-01-22b.csv: 3 row(s) fail" in message and "row 2 (line 3), column share_price" in message
-        good = {path.name: len(_data_rows(path)) for path in drops.glob("*.csv") if path.name != "2018-01-22b.csv"}
+        assert "2018-01-23.csv: 3 row(s) fail" in message and "row 2 (line 3), column share_price" in message
+        good = {path.name: len(_data_rows(path)) for path in drops.glob("*.csv") if path.name != "2018-01-23.csv"}
         assert _rows_per_file(Path(warehouse.location)) == good
         assert instance.get_materialized_partitions(SHARE_PRICES_KEY) == set(good)
 
@@ -211,13 +213,13 @@ def test_one_run_loads_good_files_and_fails_only_the_bad_one(drops, tmp_path):
         assert check.check_name == INTEGRITY_CHECK and not check.passed
         metadata = {key: value.value for key, value in check.metadata.items()}
         assert metadata["failing_rows"] == 3 and metadata["files_failed"] == 1 and metadata["files_checked"] == 3
-        assert "| 2018-01-22b.csv | 3 | 4 | date | `2018-09-03` | is not a date" in metadata["sample"]
+        assert "| 2018-01-23.csv | 3 | 4 | date | `2018-09-03` | is not a date" in metadata["sample"]
 
-        loaded = _latest_metadata(instance, "2018-01-23.csv")
-        assert loaded["rows_loaded"] == loaded["dagster/partition_row_count"] == good["2018-01-23.csv"]
+        loaded = _latest_metadata(instance, "2018-01-24.csv")
+        assert loaded["rows_loaded"] == loaded["dagster/partition_row_count"] == good["2018-01-24.csv"]
         assert loaded["dagster/row_count"] == sum(good.values())
         assert [column.name for column in loaded["dagster/column_schema"].columns] == [
-            *_data_rows(drops / "2018-01-23.csv")[0].keys(),
+            *_data_rows(drops / "2018-01-24.csv")[0].keys(),
             "_source_file",
             "_source_row",
             "_loaded_at",
@@ -225,11 +227,11 @@ def test_one_run_loads_good_files_and_fails_only_the_bad_one(drops, tmp_path):
         assert loaded["source_fingerprint"].startswith("md5:")
 
         # the file is fixed (new content): it is pending again, loads, and the check passes
-        assert pending_drop_files(instance, str(drops)) == ["2018-01-22b.csv"]
-        (drops / "2018-01-22b.csv").write_text(_csv(_row(1), _row(2)))
-        fixed = _run_files(instance, str(drops), warehouse, ["2018-01-22b.csv"])
+        assert pending_drop_files(instance, str(drops)) == ["2018-01-23.csv"]
+        (drops / "2018-01-23.csv").write_text(_csv(_row(1), _row(2)))
+        fixed = _run_files(instance, str(drops), warehouse, ["2018-01-23.csv"])
         assert fixed.success and fixed.get_asset_check_evaluations()[0].passed
-        assert _rows_per_file(Path(warehouse.location)) == {**good, "2018-01-22b.csv": 2}
+        assert _rows_per_file(Path(warehouse.location)) == {**good, "2018-01-23.csv": 2}
         assert pending_drop_files(instance, str(drops)) == []
 
 
@@ -271,7 +273,7 @@ def test_sensor_requests_new_and_changed_files_once(drops, tmp_path):
 
         assert _run_files(instance, location, warehouse, names).success
         requests, cursor = _tick(instance, location, cursor)
-        assert requests == [] and cursor == "{}"  # loaded: nothing in flight
+        assert requests == [] and read_cursor(cursor) == ({}, set())  # loaded: nothing in flight
 
         (drops / "2018-01-25.csv").write_text(_csv(_row(1)))
         (drops / "2018-01-22.csv").write_text(_csv(_row(7), _row(8)))  # same name, new content
@@ -285,7 +287,7 @@ def test_sensor_requests_new_and_changed_files_once(drops, tmp_path):
 def test_sensor_requests_a_thousand_files_in_bounded_batches(tmp_path):
     drops = tmp_path / "drops"
     drops.mkdir()
-    names = [f"file-{number:04d}.csv" for number in range(1000)]
+    names = [f"{date(2018, 1, 1) + timedelta(days=number)}.csv" for number in range(1000)]
     for name in names:
         (drops / name).write_text(_csv(_row(1)))
     batch_size = 100
@@ -331,9 +333,9 @@ def test_a_missing_drop_location_is_named(tmp_path):
 
 def test_invalid_drop_file_keeps_row_and_column(drops, tmp_path):
     """The error object carries what the check reports: the failing rows' count and a sample."""
-    (drops / "x.csv").write_text(_csv(_row(1, price="-1"), _row(2, price="-2"), _row(3)))
+    (drops / "2018-01-24.csv").write_text(_csv(_row(1, price="-1"), _row(2, price="-2"), _row(3)))
     with pytest.raises(Exception) as raised:
-        _load(drops, tmp_path / "w.duckdb", tmp_path / "dlt", files=["x.csv"])
+        _load(drops, tmp_path / "w.duckdb", tmp_path / "dlt", files=["2018-01-24.csv"])
     error = raised.value
     while not isinstance(error, InvalidDropFile):
         error = error.__cause__ or error.__context__

@@ -15,6 +15,9 @@ import duckdb
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from extract.files.encoding import find_non_utf8
+from extract.files.integrity import InvalidDropFile, Problem
+
 DROP_SUFFIX = ".csv"
 
 
@@ -76,11 +79,23 @@ def list_drops(location: str) -> list[DropFile]:
     return sorted(drops, key=lambda drop: drop.name)
 
 
-def read_header(drop: DropFile) -> list[str]:
-    """The column names in the file's first line (read on its own, so a ragged file cannot fool DuckDB's sniffer)."""
+def read_bytes(drop: DropFile) -> bytes:
     with fsspec.open(drop.url, "rb") as file:
-        line = file.readline().decode("utf-8-sig").rstrip("\r\n")
-    return next(csv.reader([line]), [])
+        return file.read()
+
+
+def read_header(drop: DropFile) -> list[str]:
+    """The column names in the file's first line (read on its own, so a ragged file cannot fool DuckDB's sniffer).
+    A header that is not UTF-8 raises InvalidDropFile naming the encoding the file looks saved in."""
+    with fsspec.open(drop.url, "rb") as file:
+        line = file.readline()
+    try:
+        text = line.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError:
+        found = find_non_utf8(line)
+        problem = Problem(None, None, found.text, f"in the header {found.problem}")
+        raise InvalidDropFile(drop.name, 0, [problem]) from None
+    return next(csv.reader([text]), [])
 
 
 def reader_connection(location: str) -> duckdb.DuckDBPyConnection:

@@ -1,13 +1,17 @@
-"""The integrity check a drop file passes before any of its rows are loaded: SQL over the file's staged rows.
+"""The integrity check a drop file passes before any of its rows are loaded: its name, its header, then SQL over
+the file's staged rows.
 
-Its rules are the casts dbt staging applies (`strptime(date, '%Y/%m/%d')`, `decimal(18, 4)`) plus
-`share_price > 0`, so a file that passes cannot break staging; a clean file costs one columnar scan. Row numbers
-count data rows from 1 (row 1 is line 2, under the header), the same numbering as `_source_row`.
+Its rules are the casts dbt staging applies (`strptime(date, '%Y/%m/%d')`, `decimal(18, 4)`), `share_price > 0` and
+one row per trading date (staging's key is the file and the date), so a file that passes cannot break staging; a
+clean file costs one columnar scan. Row numbers count data rows from 1 (row 1 is line 2, under the header), the same
+numbering as `_source_row`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import date
 
 import duckdb
 
@@ -16,6 +20,7 @@ NUMBER_COLUMNS = ("share_price", "amount", "spend", "shift", "spread")
 DATE_FORMAT = "%Y/%m/%d"
 NUMBER_TYPE = "decimal(18, 4)"
 SAMPLE_SIZE = 10
+DROP_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})\.csv")  # the name is the drop date
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,23 @@ def _rules() -> list[tuple[str, str, str]]:
     return rules
 
 
+def drop_date(file: str) -> date | None:
+    """The drop date a file's name gives (`2018-01-24.csv`); None when the name is not exactly a date and `.csv`."""
+    match = DROP_NAME.fullmatch(file)
+    try:
+        return date.fromisoformat(match.group(1)) if match else None
+    except ValueError:  # 2018-02-30.csv
+        return None
+
+
+def check_name(file: str) -> None:
+    """A drop file is named by its drop date, `YYYY-MM-DD.csv`: staging reads the date from the name, and a copy
+    such as `2018-01-24 (1).csv` would load the same prices again as another file."""
+    if drop_date(file) is None:
+        problem = "is not named by its drop date, YYYY-MM-DD.csv (e.g. 2018-01-24.csv): rename it to load it"
+        raise InvalidDropFile(file, 0, [Problem(None, None, None, problem)])
+
+
 def check_header(file: str, header: list[str]) -> None:
     """The header names every required column, once (extra columns are allowed and not loaded)."""
     if not any(header) or len(set(header)) != len(header):
@@ -97,18 +119,33 @@ def check_share_prices(con: duckdb.DuckDBPyConnection, relation: str, file: str)
     InvalidDropFile with the failing rows' count and a sample."""
     rules = _rules()
     any_failing = " or ".join(f"({predicate})" for _, predicate, _ in rules)
-    rows, failing = con.execute(f"select count(*), count(*) filter ({any_failing}) from {relation}").fetchone()
+    trading_date = 'try_strptime("date", \'' + DATE_FORMAT + "')"
+    rows, failing, dated, dates = con.execute(
+        f"""select count(*), count(*) filter ({any_failing}), count({trading_date}), count(distinct {trading_date})
+            from {relation}"""
+    ).fetchone()
     if rows == 0:
         raise InvalidDropFile(file, 0, [Problem(None, None, None, "has no data rows under the header")])
-    if not failing:
+    if not failing and dated == dates:
         return rows
-    checks = " union all ".join(
+    checks = [
         f"""select _source_row as row, {position} as position, '{column}' as "column", "{column}" as value,
             {case} as problem from {relation} where {predicate}"""
         for position, (column, predicate, case) in enumerate(rules)
+    ]
+    # a trading date seen on an earlier row of the file: named on each later row, with the first row's number
+    checks.append(
+        f"""select _source_row as row, {len(rules)} as position, 'date' as "column", "date" as value,
+            'repeats the trading date of row ' || first_row || ' (line ' || (first_row + 1) || ')' as problem
+        from (select _source_row, "date", {trading_date} as trading_date,
+                min(_source_row) over (partition by {trading_date}) as first_row
+              from {relation})
+        where trading_date is not null and _source_row > first_row"""
     )
-    [sample] = con.execute(
-        f"""select list((row, "column", value, problem) order by row, position)
-            from (select * from ({checks}) order by row, position limit {SAMPLE_SIZE})"""
+    failing_rows, sample = con.execute(
+        f"""with checks as ({" union all ".join(checks)})
+            select (select count(distinct row) from checks),
+                (select list((row, "column", value, problem) order by row, position)
+                 from (select * from checks order by row, position limit {SAMPLE_SIZE}))"""
     ).fetchone()
-    raise InvalidDropFile(file, failing, [Problem(*item) for item in sample])
+    raise InvalidDropFile(file, failing_rows, [Problem(*item) for item in sample])

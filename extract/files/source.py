@@ -26,8 +26,16 @@ import dlt
 import duckdb
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from extract.files.drops import DropFile, list_drops, read_header, reader_connection
-from extract.files.integrity import SHARE_PRICE_COLUMNS, InvalidDropFile, Problem, check_header, check_share_prices
+from extract.files.drops import DropFile, list_drops, read_bytes, read_header, reader_connection
+from extract.files.encoding import find_non_utf8
+from extract.files.integrity import (
+    SHARE_PRICE_COLUMNS,
+    InvalidDropFile,
+    Problem,
+    check_header,
+    check_name,
+    check_share_prices,
+)
 
 DEMO_DROPS = Path(__file__).parent / "demo_drops"
 # the staged parquet's schema (dlt does not read imported files); nullable as DuckDB writes them, so dlt's normalize
@@ -38,6 +46,10 @@ COLUMNS = {
     "_source_row": {"data_type": "bigint"},
     "_loaded_at": {"data_type": "timestamp", "timezone": True},
 }
+# the table is exactly these columns with these types: a change (a new column, a `__v_text` variant, another type)
+# fails the load instead of evolving the table. Values never reach dlt as rows (the parquet files are imported
+# unread, every drop column VARCHAR), so what the values must parse as is the integrity check's job.
+SCHEMA_CONTRACT = {"tables": "evolve", "columns": "freeze", "data_type": "freeze"}
 
 
 @dataclass
@@ -57,6 +69,7 @@ def stage_share_price_file(
     DuckDB gets the header's column names with sniffing off, so a row with another number of fields fails with its
     line number instead of being guessed around; `row_number() over ()` streams in file order.
     """
+    check_name(drop.name)
     header = read_header(drop)
     check_header(drop.name, header)
     read = "{" + ", ".join(f"'{name.replace(chr(39), chr(39) * 2)}': 'VARCHAR'" for name in header) + "}"
@@ -75,10 +88,18 @@ def stage_share_price_file(
     except duckdb.InvalidInputException as error:  # a malformed CSV: DuckDB says what, and on which line
         lines = str(error).strip().splitlines()
         line = re.search(r"Line: (\d+)", lines[0])
-        reason = "; ".join(text for text in lines[:4] if text.startswith(("Invalid", "Expected", "Original")))
         row = int(line.group(1)) - 1 if line else None
-        problem = Problem(row, None, None, f"is not valid CSV: {reason}")
+        if "utf-8" in str(error).lower() and (found := find_non_utf8(read_bytes(drop))):
+            row = row or found.line - 1
+            column = header[found.field] if found.field is not None and found.field < len(header) else None
+            problem = Problem(row, column, found.text, found.problem)
+        else:
+            reason = "; ".join(text for text in lines[:4] if text.startswith(("Invalid", "Expected", "Original")))
+            problem = Problem(row, None, None, f"is not valid CSV: {reason}")
         raise InvalidDropFile(drop.name, 1 if row else 0, [problem]) from None
+    except duckdb.IOException as error:  # deleted (or unreadable) since it was listed
+        problem = Problem(None, None, None, f"could not be read: {str(error).splitlines()[0]}")
+        raise InvalidDropFile(drop.name, 0, [problem]) from None
     return staged, check_share_prices(con, f"read_parquet('{staged}')", drop.name)
 
 
@@ -115,6 +136,7 @@ def share_price_files(
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         merge_key="_source_file",
         columns=COLUMNS,
+        schema_contract=SCHEMA_CONTRACT,
     )
     def share_prices() -> Iterator[Any]:  # parquet files for dlt to import, never rows
         drops = {drop.name: drop for drop in list_drops(str(drop_dir))}
@@ -129,7 +151,11 @@ def share_price_files(
                     if name not in drops:
                         problem = Problem(None, None, None, f"is not in the drop location {drop_dir}")
                         raise InvalidDropFile(name, 0, [problem])
-                    staged, rows = stage_share_price_file(con, drops[name], loaded_at, Path(folder))
+                    try:
+                        staged, rows = stage_share_price_file(con, drops[name], loaded_at, Path(folder))
+                    except FileNotFoundError:  # deleted since it was listed
+                        problem = Problem(None, None, None, f"is no longer in the drop location {drop_dir}")
+                        raise InvalidDropFile(name, 0, [problem]) from None
                 except InvalidDropFile as invalid:
                     if log is None:
                         raise

@@ -12,13 +12,14 @@ from collections.abc import Iterator
 import dagster as dg
 from dagster_dlt.translator import DltResourceTranslatorData
 
-from extract.files.drops import list_drops
+from extract.files.drops import DropFile, list_drops
 from extract.files.integrity import InvalidDropFile
 from extract.files.source import LoadLog, share_price_files
 from orchestration.defs.files.partitions import (
     SHARE_PRICES_KEY,
     fingerprint_metadata,
     pending_files,
+    removed_drop_files,
     share_price_partitions,
 )
 from orchestration.defs.files.resources import ShareDropsResource
@@ -45,6 +46,14 @@ def _share_prices_spec() -> dg.AssetSpec:
         description="Share-price CSV drops, one partition per file, loaded by dlt with values kept as written "
         "plus `_source_file`, `_source_row`, `_loaded_at`. Re-loading a file replaces exactly its rows, atomically.",
     )
+
+
+def _fingerprint(drop: DropFile) -> str | None:
+    """The file's fingerprint; None when it was deleted since the listing (the load then refuses it, naming it)."""
+    try:
+        return drop.fingerprint()
+    except FileNotFoundError:
+        return None
 
 
 def _sample_markdown(invalid: dict[str, InvalidDropFile]) -> str:
@@ -83,8 +92,9 @@ def integrity_result(checked: list[str], invalid: dict[str, InvalidDropFile]) ->
             INTEGRITY_CHECK,
             asset=SHARE_PRICES_KEY,
             blocking=True,
-            description="Before a file is loaded: the required columns are present, dates (YYYY/MM/DD) and numbers "
-            "parse, share_price > 0. A failing file is not loaded; the others are.",
+            description="Before a file is loaded: it is named YYYY-MM-DD.csv and UTF-8, the required columns are "
+            "present, dates (YYYY/MM/DD) and numbers parse, share_price > 0, one row per trading date. A failing file "
+            "is not loaded; the others are.",
         )
     ],
     partitions_def=share_price_partitions,
@@ -99,9 +109,16 @@ def files_assets(
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
     """Check and load the run's files; report one materialization per loaded file, then the check."""
     names = list(context.partition_keys)
-    drops = {drop.name: drop for drop in list_drops(share_drops.location)}
-    fingerprints = {name: drops[name].fingerprint() for name in names if name in drops}  # before reading
+    listed = list_drops(share_drops.location)
+    drops = {drop.name: drop for drop in listed}
+    fingerprints = {name: _fingerprint(drops[name]) for name in names if name in drops}  # before reading
     context.log.info(f"loading {len(names)} share-price file(s) from {share_drops.location}")
+    removed = removed_drop_files(context.instance, listed)
+    if removed:
+        context.log.warning(
+            f"{len(removed)} loaded file(s) are no longer in the drop location; their rows stay: "
+            f"{', '.join(removed[:10])}{' ...' if len(removed) > 10 else ''}"
+        )
 
     log = LoadLog()
     pipeline = warehouse.dlt_pipeline(PIPELINE_NAME, DATASET)

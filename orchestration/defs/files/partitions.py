@@ -4,11 +4,15 @@ A file needs a load when it has no successful materialization yet, or its conten
 materialization records the file's fingerprint (md5 locally, ETag on S3) with its size and modified time. A local
 file whose size and modified time still match what was loaded is not read again; one that was only touched is
 hashed and, with the same md5, left alone.
+
+A file deleted from the location after it was loaded keeps its rows (raw is the record of what was delivered, and a
+landing folder is often cleaned up once its files are in): the scan reports it as removed, and the sensor says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -71,12 +75,34 @@ def register_drops(instance: dg.DagsterInstance, drops: Sequence[DropFile]) -> l
     return new
 
 
-def pending_drops(instance: dg.DagsterInstance, location: str) -> list[DropFile]:
-    """Register new files as partitions; return the files that are new or changed since their last load."""
+@dataclass(frozen=True)
+class DropScan:
+    """What a look at the drop location found."""
+
+    pending: list[DropFile]  # new, or changed since their last load
+    removed: list[str]  # loaded before, no longer at the location: their rows stay in raw_files.share_prices
+
+
+def removed_drop_files(instance: dg.DagsterInstance, drops: Sequence[DropFile]) -> list[str]:
+    """The files that were loaded (a materialized partition, not deleted) and are no longer at the location."""
+    partitions = set(instance.get_dynamic_partitions(share_price_partitions.name))
+    loaded = set(instance.get_materialized_partitions(SHARE_PRICES_KEY)) & partitions
+    return sorted(loaded - {drop.name for drop in drops})
+
+
+def scan_drops(instance: dg.DagsterInstance, location: str) -> DropScan:
+    """Register new files as partitions; return the files new or changed since their last load, and the loaded
+    files that were removed."""
     drops = list_drops(location)
     register_drops(instance, drops)
     loaded = last_loaded(instance, [drop.name for drop in drops])
-    return [drop for drop in drops if not is_loaded(drop, loaded.get(drop.name))]
+    pending = [drop for drop in drops if not is_loaded(drop, loaded.get(drop.name))]
+    return DropScan(pending=pending, removed=removed_drop_files(instance, drops))
+
+
+def pending_drops(instance: dg.DagsterInstance, location: str) -> list[DropFile]:
+    """Register new files as partitions; return the files that are new or changed since their last load."""
+    return scan_drops(instance, location).pending
 
 
 def pending_drop_files(instance: dg.DagsterInstance, location: str) -> list[str]:
