@@ -63,14 +63,15 @@ def wait_for_text(log: Path, pattern: str, process: subprocess.Popen, timeout_s:
 
 
 def fingerprint(warehouse: Path) -> dict[str, tuple[int, int]]:
-    """Rows and an order-free content hash of every table but dlt's bookkeeping, load times left out."""
+    """Rows and an order-free content hash of every raw table, intermediate model and mart (dlt's bookkeeping and
+    load times left out; staging is views over raw, some with dlt's random row ids)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         columns: dict[tuple[str, str], list[str]] = {}
         for schema, table, column in con.sql(
             """
             select table_schema, table_name, column_name from information_schema.columns
             where table_catalog = current_database() and table_schema not like '%\\_staging' escape '\\'
-              and table_schema <> 'elt_meta' and table_name not like '\\_dlt\\_%' escape '\\'
+              and table_schema not in ('elt_meta', 'staging') and table_name not like '\\_dlt\\_%' escape '\\'
             order by table_schema, table_name, ordinal_position
             """
         ).fetchall():
@@ -220,3 +221,21 @@ def test_sigkill_at_random_moments_then_a_clean_run_always_reaches_the_clean_con
         where = f"round {round_number}, SIGKILL at {moment} s"
         assert result.returncode == 0, f"{where}:\n{result.stdout[-3000:]}"
         assert fingerprint(warehouse_of(data_dir)) == expected, where
+
+
+def test_the_daemon_sensor_frees_what_a_dead_run_worker_held(
+    held_pool: tuple[Path, dg.DagsterRun, subprocess.Popen],
+) -> None:
+    """For `elt dev`: the orphaned-runs sensor, evaluated as the daemon does, fails the dead run and frees its slot."""
+    from orchestration.defs.operations.sensors import orphaned_runs
+
+    data_dir, holding, holder = held_pool
+    with open_instance(data_dir) as instance:
+        alive = orphaned_runs(dg.build_sensor_context(instance=instance))
+        assert "live process" in alive.skip_message
+        holder.kill()
+        holder.wait()
+        reaped = orphaned_runs(dg.build_sensor_context(instance=instance))
+        assert holding.run_id in reaped.skip_message
+        assert instance.get_run_by_id(holding.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert not instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots

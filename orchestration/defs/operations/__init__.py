@@ -1,0 +1,1 @@
+"""Keeping the instance healthy: runs whose process died are marked failed and their slots freed."""
