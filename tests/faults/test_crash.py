@@ -239,3 +239,51 @@ def test_the_daemon_sensor_frees_what_a_dead_run_worker_held(
         assert holding.run_id in reaped.skip_message
         assert instance.get_run_by_id(holding.run_id).status == dg.DagsterRunStatus.FAILURE
         assert not instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots
+
+
+WAITING_JOB = """
+import dagster as dg
+from orchestration.lib import dagster_patches
+
+dagster_patches.apply()
+
+@dg.op(pool="duckdb_warehouse")
+def write_warehouse():
+    return 1
+
+@dg.job
+def waits_for_the_pool():
+    write_warehouse()
+
+with dg.DagsterInstance.from_config({home!r}) as instance:
+    result = waits_for_the_pool.execute_in_process(instance=instance, raise_on_error=False, run_id={run_id!r})
+    print("run status:", result.dagster_run.status)
+"""
+
+
+def test_a_run_waiting_inside_dagster_sleeps_and_hears_ctrl_c(
+    tmp_path: Path, held_pool: tuple[Path, dg.DagsterRun, subprocess.Popen]
+) -> None:
+    """Dagster's own wait for a slot (a run racing another process, or one the daemon launched), with the patches:
+    it sleeps instead of spinning, and Ctrl-C fails the run and releases its pending claim."""
+    data_dir, _, _ = held_pool
+    run_id = str(uuid.uuid4())
+    script = tmp_path / "waits.py"
+    script.write_text(WAITING_JOB.format(home=str(data_dir / "dagster"), run_id=run_id))
+    log = tmp_path / "waits.log"
+    waiting = subprocess.Popen([sys.executable, str(script)], stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        wait_for_text(log, r"blocked by limit for pool duckdb_warehouse", waiting, timeout_s=120)
+        cpu = psutil.Process(waiting.pid)
+        before = sum(cpu.cpu_times()[:2])
+        time.sleep(3)
+        assert sum(cpu.cpu_times()[:2]) - before < 0.5, "Dagster's wait for the slot burns CPU"
+        waiting.send_signal(signal.SIGINT)
+        waiting.wait(timeout=20)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert "run status: DagsterRunStatus.FAILURE" in log.read_text(), log.read_text()[-2000:]
+    with open_instance(data_dir) as instance:
+        pending = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).pending_steps
+        assert run_id not in {step.run_id for step in pending}
