@@ -15,7 +15,7 @@ import requests
 from dagster_dlt import DagsterDltResource
 
 from extract.nasa.replay import RECORDED_DIR, ReplayServer, recorded_days
-from extract.nasa.source import feed_windows, neows
+from extract.nasa.source import feed_windows, neows, typed_value
 from orchestration.defs.nasa.assets import assets, build_nasa_assets
 from orchestration.defs.nasa.partitions import (
     DEMO_END,
@@ -272,6 +272,60 @@ def test_a_day_without_objects_succeeds_on_a_fresh_warehouse(tmp_path: Path) -> 
     assert result.success
     [materialization] = result.asset_materializations_for_node("nasa_neows")
     assert materialization.metadata["rows_loaded"].value == materialization.metadata["dagster/row_count"].value == 0
+    # both tables exist, empty, so the dbt models over them build (tests/faults/test_empty_window.py runs dbt)
+    for table in ("asteroids", "asteroids__close_approach_data"):
+        assert query(tmp_path / "w.duckdb", f"select count(*) from raw_nasa.{table}") == [(0,)]
+    columns = {
+        name
+        for (name,) in query(
+            tmp_path / "w.duckdb", "select column_name from (describe raw_nasa.asteroids__close_approach_data)"
+        )
+    }
+    assert {"_dlt_parent_id", "_dlt_list_idx", "_dlt_id", "miss_distance__lunar"} <= columns
+
+
+@pytest.mark.parametrize(
+    ("data_type", "sent", "lands"),
+    [
+        ("bool", True, True),
+        ("bool", "true", True),
+        ("bool", " FALSE ", False),
+        ("bool", "1", True),
+        ("bool", 0, False),
+        ("bool", 1.0, True),
+        ("double", 27, 27.0),
+        ("double", "26.8", 26.8),
+        ("double", "1e3", 1000.0),
+        ("bigint", "1536130800000", 1536130800000),
+        ("bigint", 27.0, 27),
+        ("text", 3542519, "3542519"),
+        ("text", None, None),
+    ],
+)
+def test_typed_value_converts_the_documented_spellings(data_type: str, sent: object, lands: object) -> None:
+    assert typed_value(data_type, sent) == lands and type(typed_value(data_type, sent)) is type(lands)
+
+
+@pytest.mark.parametrize(
+    ("data_type", "sent"),
+    [
+        ("bool", "yes"),
+        ("bool", "t"),
+        ("bool", 2),
+        ("bool", ""),
+        ("bool", "maybe"),
+        ("double", "abc"),
+        ("double", "nan"),
+        ("double", True),
+        ("bigint", "12.5"),
+        ("bigint", 12.5),
+        ("text", True),
+        ("text", {"a": 1}),
+    ],
+)
+def test_typed_value_refuses_every_other_value(data_type: str, sent: object) -> None:
+    with pytest.raises(ValueError):
+        typed_value(data_type, sent)
 
 
 # -- Dagster: partitions, backfills, metadata, schedule --------------------------------------------------------------

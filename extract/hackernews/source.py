@@ -8,11 +8,18 @@ has no item for answers `null` and is skipped.
 Every field but `id` is optional (a deleted item is only `id`, `type`, `time`, `deleted`), so the column types are
 declared: the first load creates every column, and a field missing from a whole load never changes a type, adds a
 `__v_` variant column, or (for `kids` and `parts`, lists of ids) a child table.
+
+A field of another JSON type never lands silently either: each declared field is converted to its declared type
+before dlt sees it, accepting only the spellings `typed_value` lists (a boolean as `"true"`/`"false"` or `1`/`0`,
+an integer as `"42"` or `42.0`); anything else fails the run with a `HackerNewsTypeError` naming the item, its day,
+the column and the value, and nothing of the run is loaded (the cursor stays). dlt's schema contract
+(`data_type: freeze`) refuses a variant column for a field nobody declared.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -21,6 +28,7 @@ from urllib.parse import urlsplit
 
 import dlt
 import requests
+from dlt.common.schema.typing import TSchemaContract
 from dlt.sources.helpers.requests import Client
 
 HN_API_URL = "https://hacker-news.firebaseio.com"
@@ -48,10 +56,88 @@ ITEM_COLUMNS: dict[str, dict[str, Any]] = {
     "dead": {"data_type": "bool"},
     "_loaded_at": {"data_type": "timestamp", "timezone": True, "nullable": False},  # the run's load time
 }
+# new fields may appear (they land as new columns), but a value of another type never adds a variant column
+SCHEMA_CONTRACT: TSchemaContract = {"tables": "evolve", "columns": "evolve", "data_type": "freeze"}
+
+# the only spellings a declared boolean accepts besides JSON true/false (strings: any case, surrounding spaces)
+BOOLEAN_SPELLINGS: dict[Any, bool] = {"true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
+_INTEGER = re.compile(r"[+-]?\d+")
 
 
 class HackerNewsError(RuntimeError):
     """The API refused a request or sent something that is not an item; the message names the url and item id."""
+
+
+class HackerNewsTypeError(HackerNewsError):
+    """A field of an item is not of its declared type, nor one of the spellings converted explicitly."""
+
+
+def typed_value(data_type: str, value: Any) -> Any:
+    """`value` as the declared `data_type`, converting only these spellings (ValueError for anything else):
+
+    - bool: JSON true/false; the strings `"true"`/`"false"` and `"1"`/`"0"` (any case, spaces trimmed); the numbers
+      1 and 0. Not `"yes"`, `"t"`, `2` or `""`: dlt would read those as booleans too, silently.
+    - bigint: a JSON integer, or a whole number sent as `42.0` or `"42"`.
+    - text: a string; a JSON number becomes its decimal text.
+    - json: an array or an object (`kids`, `parts`: lists of ids).
+    - timestamp: as it is (the source sets `_loaded_at`).
+    None (JSON null) stays None. A boolean is never a number or text."""
+    if value is None or data_type == "timestamp":
+        return value
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    text = value.strip() if isinstance(value, str) else None
+    if data_type == "bool":
+        if isinstance(value, bool):
+            return value
+        key = text.lower() if text is not None else value if number else None
+        if key in BOOLEAN_SPELLINGS:
+            return BOOLEAN_SPELLINGS[key]
+    elif data_type == "bigint":
+        if number and float(value).is_integer():
+            return int(value)
+        if text is not None and _INTEGER.fullmatch(text):
+            return int(text)
+    elif data_type == "text":
+        if isinstance(value, str):
+            return value
+        if number:
+            return str(value)
+    elif data_type == "json" and isinstance(value, list | dict):
+        return value
+    raise ValueError(f"not a {data_type}")
+
+
+def _shown(value: Any) -> str:
+    kind = {bool: "boolean", int: "number", float: "number", str: "string", dict: "object", list: "array"}
+    shown = repr(value) if isinstance(value, str) else json.dumps(value)
+    return f"{shown[:80]}{'...' if len(shown) > 80 else ''} (JSON {kind.get(type(value), type(value).__name__)})"
+
+
+def item_day(item: dict[str, Any]) -> str:
+    """The UTC day an item was posted (`time`, unix seconds), or `unknown day`."""
+    posted = item.get("time")
+    if isinstance(posted, int | float) and not isinstance(posted, bool):
+        return datetime.fromtimestamp(posted, UTC).date().isoformat()
+    return "unknown day"
+
+
+def typed_item(item: dict[str, Any], url: str) -> dict[str, Any]:
+    """The item with every declared field in its declared type; undeclared fields pass as they are."""
+    typed = dict(item)
+    for name, value in item.items():
+        if name not in ITEM_COLUMNS:
+            continue
+        data_type = ITEM_COLUMNS[name]["data_type"]
+        try:
+            typed[name] = typed_value(data_type, value)
+        except ValueError:
+            raise HackerNewsTypeError(
+                f"Hacker News item {item['id']} at {display_url(url)} (posted {item_day(item)}): column `{name}` of "
+                f"raw_hackernews.items is declared {data_type} but the API sent {_shown(value)}. Nothing of this run "
+                "was loaded. Accepted spellings are listed in extract/hackernews/source.py (`typed_value`); if the "
+                "API changed the field's type for good, change its declared type there."
+            ) from None
+    return typed
 
 
 def display_url(url: str) -> str:
@@ -106,7 +192,7 @@ def fetch_item(client: Client, base_url: str, item_id: int) -> dict[str, Any] | 
             f"Hacker News item {item_id} at {display_url(url)} is not an item object with id {item_id}: "
             f"{_sample(json.dumps(item))}"
         )
-    return item
+    return typed_item(item, url)
 
 
 def ids_to_fetch(last_id: int, max_item: int, max_items: int) -> range:
@@ -150,7 +236,14 @@ def hackernews(
         max_connections=max_workers,
     )
 
-    @dlt.resource(name="items", table_name="items", primary_key="id", write_disposition="merge", columns=ITEM_COLUMNS)
+    @dlt.resource(
+        name="items",
+        table_name="items",
+        primary_key="id",
+        write_disposition="merge",
+        columns=ITEM_COLUMNS,
+        schema_contract=SCHEMA_CONTRACT,
+    )
     def items(
         last_id: dlt.sources.incremental[int] = dlt.sources.incremental("id", initial_value=0),  # noqa: B008 (dlt's idiom)
     ) -> Iterator[dict[str, Any]]:

@@ -8,10 +8,18 @@ Numbers inside `relative_velocity` and `miss_distance` stay strings: dbt casts t
 Responses vary: older ones lack `id`, `is_sentry_object` and `close_approach_date_full`, and a magnitude may come as
 `26` one day and `26.8` the next. The column types are declared so that every shape lands in the same columns
 (missing fields as NULL) instead of dlt inferring a type per load and adding `__v_double` variant columns.
+
+Type drift never lands silently: every declared field is converted to its declared type here, before dlt sees it,
+accepting only the spellings listed in `typed_value` (a boolean as `"true"`/`"false"` or `1`/`0`, a number as a
+numeric string, ...); any other value fails the whole run with a `NeowsTypeError` naming the feed day, the object,
+the column and the value. dlt's schema contract (`data_type: freeze`) covers fields nobody declared: a value that
+would need a `__v_<type>` variant column fails the load instead of adding one.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -19,6 +27,7 @@ from urllib.parse import urlsplit
 
 import dlt
 import requests
+from dlt.common.schema.typing import TSchemaContract
 from dlt.sources.helpers.requests import Client
 
 NASA_API_URL = "https://api.nasa.gov"
@@ -44,7 +53,7 @@ ASTEROID_COLUMNS: dict[str, dict[str, Any]] = {
     "sentry_data": {"data_type": "text"},  # newer responses, sentry objects only
 }
 CLOSE_APPROACH_COLUMNS: dict[str, dict[str, Any]] = {
-    "close_approach_date": {"data_type": "text"},
+    "close_approach_date": {"data_type": "text"},  # `YYYY-MM-DD`, as sent
     "close_approach_date_full": {"data_type": "text"},  # newer responses only, e.g. `2018-Sep-05 07:04`
     "epoch_date_close_approach": {"data_type": "bigint"},  # milliseconds
     **{
@@ -54,10 +63,110 @@ CLOSE_APPROACH_COLUMNS: dict[str, dict[str, Any]] = {
     **{f"miss_distance__{unit}": {"data_type": "text"} for unit in ("astronomical", "lunar", "kilometers", "miles")},
     "orbiting_body": {"data_type": "text"},
 }
+# dlt's own columns of a nested table, declared so the table can be created before its first row arrives (a window
+# without objects on a fresh warehouse; see `create_missing_tables`): the same hints dlt's normalizer gives them
+NESTED_TABLE_DLT_COLUMNS: dict[str, dict[str, Any]] = {
+    "_dlt_root_id": {"data_type": "text", "nullable": False, "root_key": True},
+    "_dlt_parent_id": {"data_type": "text", "nullable": False, "parent_key": True},
+    "_dlt_list_idx": {"data_type": "bigint", "nullable": False},
+    "_dlt_id": {"data_type": "text", "nullable": False, "unique": True, "row_key": True},
+}
+# new fields may appear (they land as new columns), but a value of another type never adds a variant column
+SCHEMA_CONTRACT: TSchemaContract = {"tables": "evolve", "columns": "evolve", "data_type": "freeze"}
+TABLES = ("asteroids", "asteroids__close_approach_data")
+
+# the only spellings a declared boolean accepts besides JSON true/false (strings: any case, surrounding spaces)
+BOOLEAN_SPELLINGS: dict[Any, bool] = {"true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
 
 
 class NeowsError(RuntimeError):
     """The feed refused the request or sent something that is not a feed; the message says which window."""
+
+
+class NeowsTypeError(NeowsError):
+    """A field's value is not of its declared type, nor one of the spellings converted explicitly."""
+
+
+def typed_value(data_type: str, value: Any) -> Any:
+    """`value` as the declared `data_type`, converting only these spellings (ValueError for anything else):
+
+    - bool: JSON true/false; the strings `"true"`/`"false"` and `"1"`/`"0"` (any case, spaces trimmed); the numbers
+      1 and 0. Not `"yes"`, `"t"`, `2` or `""`: dlt would read those as booleans too, silently.
+    - double: any JSON number; a string holding a decimal number (`"26.8"`, `"1e3"`); not `"nan"` or `"abc"`.
+    - bigint: a JSON integer, or a whole number sent as `27.0` or `"27"`.
+    - text: a string; a JSON number becomes its decimal text (`3542519` -> `"3542519"`).
+    - date, timestamp: as they are (the source sets them).
+    None (JSON null) stays None. A boolean is never a number or text, an object or list never a scalar."""
+    if value is None or data_type in ("date", "timestamp"):
+        return value
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    text = value.strip() if isinstance(value, str) else None
+    if data_type == "bool":
+        if isinstance(value, bool):
+            return value
+        key = text.lower() if text is not None else value if number else None
+        if key in BOOLEAN_SPELLINGS:
+            return BOOLEAN_SPELLINGS[key]
+    elif data_type == "double":
+        if number:
+            return float(value)
+        if text is not None and _NUMBER.fullmatch(text):
+            return float(text)
+    elif data_type == "bigint":
+        if number and float(value).is_integer():
+            return int(value)
+        if text is not None and _INTEGER.fullmatch(text):
+            return int(text)
+    elif data_type == "text":
+        if isinstance(value, str):
+            return value
+        if number:
+            return str(value)
+    raise ValueError(f"not a {data_type}")
+
+
+def _json_type(value: Any) -> str:
+    return {bool: "boolean", int: "number", float: "number", str: "string", dict: "object", list: "array"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _shown(value: Any) -> str:
+    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return f"{shown[:80]}{'...' if len(shown) > 80 else ''} (JSON {_json_type(value)})"
+
+
+def typed_fields(
+    obj: dict[str, Any], columns: dict[str, dict[str, Any]], where: str, table: str, prefix: str = ""
+) -> dict[str, Any]:
+    """`obj` with each declared column (nested objects flattened with `__`, as dlt names them) converted by
+    `typed_value`; undeclared fields pass as they are. A NeowsTypeError names `where`, table, column and value."""
+
+    def drift(column: str, value: Any, expected: str) -> NeowsTypeError:
+        return NeowsTypeError(
+            f"{where}: column `{column}` of raw_nasa.{table} is declared {expected} but the feed sent {_shown(value)}. "
+            "Nothing of this run was loaded. Accepted spellings are listed in extract/nasa/source.py "
+            "(`typed_value`); if the API changed the field's type for good, change its declared type there."
+        )
+
+    typed: dict[str, Any] = {}
+    for key, value in obj.items():
+        column = f"{prefix}{key}"
+        if column in columns:
+            data_type = columns[column]["data_type"]
+            try:
+                typed[key] = typed_value(data_type, value)
+            except ValueError:
+                raise drift(column, value, data_type) from None
+        elif isinstance(value, dict):
+            typed[key] = typed_fields(value, columns, where, table, f"{column}__")
+        elif value is not None and any(name.startswith(f"{column}__") for name in columns):
+            raise drift(column, value, "an object")
+        else:
+            typed[key] = value
+    return typed
 
 
 def feed_windows(start_date: date, end_date: date) -> list[tuple[date, date]]:
@@ -130,11 +239,44 @@ def _check_shape(near_earth_objects: Any) -> None:
 
 
 def asteroid_row(neo: dict[str, Any], day: str) -> dict[str, Any]:
-    """The neo as sent, without the links that carry the api key (`links`, the query of `sentry_data`)."""
+    """The neo as sent, without the links that carry the api key (`links`, the query of `sentry_data`), every
+    declared field of it and of its close approaches in its declared type (else a NeowsTypeError)."""
     row = {key: value for key, value in neo.items() if key != "links"}
     if isinstance(row.get("sentry_data"), str):
         row["sentry_data"] = row["sentry_data"].split("?")[0]
-    return {**row, "close_approach_date": day}
+    where = f"NeoWs feed day {day}, object {neo['neo_reference_id']}"
+    approaches = row.pop("close_approach_data", None)
+    row = typed_fields({**row, "close_approach_date": day}, ASTEROID_COLUMNS, where, "asteroids")
+    if approaches is not None:
+        if not isinstance(approaches, list) or not all(isinstance(approach, dict) for approach in approaches):
+            raise NeowsTypeError(
+                f"{where}: `close_approach_data` is a list of objects (the table "
+                f"raw_nasa.asteroids__close_approach_data) but the feed sent {_shown(approaches)}. "
+                "Nothing of this run was loaded."
+            )
+        row["close_approach_data"] = [
+            typed_fields(approach, CLOSE_APPROACH_COLUMNS, f"{where}, close approach {index}", TABLES[1])
+            for index, approach in enumerate(approaches)
+        ]
+    return row
+
+
+def create_missing_tables(pipeline: dlt.Pipeline) -> list[str]:
+    """Create the source's tables the destination lacks, empty, with their declared columns; returns their names.
+
+    dlt creates a table when rows reach it: after a window without any object the parent table exists (the resource
+    yields dlt's `materialize_table_schema()`), but the close-approach table, a nested table, would not, and the
+    dbt models over it would fail on a fresh warehouse. Its schema (declared columns, dlt's own) is in the
+    pipeline's schema already; this runs the same DDL dlt would (`update_stored_schema`), for those tables only."""
+    with pipeline.destination_client() as client:
+        missing = [
+            name
+            for name, columns in client.get_storage_tables(TABLES)
+            if not columns and name in pipeline.default_schema.tables
+        ]
+        if missing:
+            client.update_stored_schema(only_tables=missing, force=True)
+    return missing
 
 
 @dlt.source(name="neows")
@@ -164,12 +306,22 @@ def neows(
         write_disposition="merge",
         primary_key=("neo_reference_id", "close_approach_date"),
         columns=ASTEROID_COLUMNS,
-        nested_hints={"close_approach_data": dlt.mark.make_nested_hints(columns=CLOSE_APPROACH_COLUMNS)},
+        nested_hints={
+            "close_approach_data": dlt.mark.make_nested_hints(
+                columns={**CLOSE_APPROACH_COLUMNS, **NESTED_TABLE_DLT_COLUMNS}
+            )
+        },
+        schema_contract=SCHEMA_CONTRACT,
     )
     def asteroids() -> Iterator[list[dict[str, Any]]]:
         """Near-earth objects from the NASA NeoWs feed, one row per object and feed day."""
+        rows = 0
         for first, last in feed_windows(start_date, end_date):
             near_earth_objects = fetch_feed(client, base_url, api_key, first, last)
-            yield [asteroid_row(neo, day) for day, objects in sorted(near_earth_objects.items()) for neo in objects]
+            window = [asteroid_row(neo, day) for day, objects in sorted(near_earth_objects.items()) for neo in objects]
+            rows += len(window)
+            yield window
+        if not rows:  # a window without objects still creates the table (empty), so the models over it build
+            yield dlt.mark.materialize_table_schema()
 
     return asteroids

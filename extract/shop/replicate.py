@@ -23,6 +23,13 @@ REPLICATION_CONFIG = Path(__file__).with_name("replication.yaml")
 
 # Sling's summary line per stream, e.g. `inserted 3 rows into "raw_shop"."orders" in 1 secs [2 r/s]`
 _INSERTED = re.compile(r'inserted (\d+) rows into "?(\w+)"?\."?(\w+)"?')
+# in Sling's closing error report, one section per failed stream: `----- data.orders -----`, then its error
+_FAILED_STREAM = re.compile(r"^-{3,} (\S+) -{3,}$", re.MULTILINE)
+# DuckDB's error when a value does not cast to the stream's declared `columns:` type
+_NOT_CONVERTED = re.compile(
+    r"""Error when converting column "([^"]+)"\. Could not convert string "(.*?)" to '([^']+)'"""
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class ShopReplicationError(RuntimeError):
@@ -65,6 +72,28 @@ def rows_loaded(sling_log: str) -> dict[str, int]:
     return {f"{schema}.{table}".lower(): int(rows) for rows, schema, table in _INSERTED.findall(sling_log)}
 
 
+def failed_streams(sling_log: str, config: Path = REPLICATION_CONFIG) -> dict[str, str]:
+    """What failed, per stream of Sling's closing error report, in one line each: for a value that does not cast to
+    the declared type, the target table, the column and the value (`raw_shop.orders: column quantity ...`)."""
+    log = _ANSI.sub("", sling_log)
+    sections = _FAILED_STREAM.split(log)
+    tables = {plan.stream: plan.table for plan in stream_plans(config).values()}
+    failures = {}
+    for stream, text in zip(sections[1::2], sections[2::2], strict=True):
+        table = tables.get(stream, stream)
+        if converted := _NOT_CONVERTED.search(text):
+            column, value, declared = converted.groups()
+            failures[stream] = (
+                f"{stream} -> {table}: column `{column}` holds {value!r}, which does not convert to {declared}, its "
+                f"declared type (extract/shop/replication.yaml `columns:`); was `{column}` retyped in PostgreSQL? "
+                f"{table} keeps its previous content"
+            )
+        else:
+            first = next((line.strip(" ~") for line in text.splitlines() if line.strip(" ~")), "failed")
+            failures[stream] = f"{stream} -> {table}: {first[:300]}; {table} keeps its previous content"
+    return failures
+
+
 def replicate_shop(source_url: str, duckdb_path: Path, config: Path = REPLICATION_CONFIG) -> str:
     """Copy the shop tables into `raw_shop.*` of a local DuckDB file; returns Sling's log (password removed)."""
     import sling
@@ -80,5 +109,8 @@ def replicate_shop(source_url: str, duckdb_path: Path, config: Path = REPLICATIO
     )
     log = scrub(result.stdout + result.stderr, source_url)
     if result.returncode != 0:
-        raise ShopReplicationError(f"Sling replication from {describe(source_url)} failed:\n{log[-8000:]}")
+        failures = "; ".join(failed_streams(log, config).values())
+        raise ShopReplicationError(
+            f"Sling replication from {describe(source_url)} failed: {failures or 'see its log'}\n{log[-8000:]}"
+        )
     return log

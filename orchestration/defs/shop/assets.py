@@ -14,7 +14,7 @@ from dagster_sling import DagsterSlingTranslator, SlingConnectionResource, Sling
 from dagster_sling import resources as dagster_sling_resources
 
 from extract.shop.connection import describe, scrub
-from extract.shop.replicate import REPLICATION_CONFIG, StreamPlan, rows_loaded, stream_plans
+from extract.shop.replicate import REPLICATION_CONFIG, StreamPlan, failed_streams, rows_loaded, stream_plans
 from extract.tooling import install_duckdb_extensions
 from orchestration.defs.shop.resources import ShopPostgresResource
 from orchestration.lib import motherduck
@@ -159,10 +159,16 @@ def shop_assets(
                 )
             )
         except Exception as error:  # Sling's failure text is its whole log: keep it, minus the password
+            sling_output = scrub(str(error), url)
+            # per failed stream what went wrong (a value that does not cast: its table, column and value)
+            failures = failed_streams(sling_output)
+            what = "; ".join(failures.values()) or "a table whose stream failed keeps its previous content"
             raise dg.Failure(
-                description=f"Sling replication from the shop PostgreSQL at {source} failed; "
-                "a table whose stream failed keeps its previous content",
-                metadata={"sling_output": dg.MetadataValue.text(scrub(str(error), url)[-8000:])},
+                description=f"Sling replication from the shop PostgreSQL at {source} failed: {what}",
+                metadata={
+                    "sling_output": dg.MetadataValue.text(sling_output[-8000:]),
+                    "failed_streams": dg.MetadataValue.json(sorted(failures)),
+                },
             ) from None
         sling_log = scrub("\n".join(sling.stream_raw_logs()), url)  # dagster-sling logs it at debug level
     loaded = rows_loaded(sling_log)
