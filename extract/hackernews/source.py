@@ -19,7 +19,6 @@ the column and the value, and nothing of the run is loaded (the cursor stays). d
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -30,6 +29,9 @@ import dlt
 import requests
 from dlt.common.schema.typing import TSchemaContract
 from dlt.sources.helpers.requests import Client
+
+from extract.json_types import shown as _shown
+from extract.json_types import typed_value
 
 HN_API_URL = "https://hacker-news.firebaseio.com"
 MAX_ITEM_PATH = "/v0/maxitem.json"
@@ -59,10 +61,6 @@ ITEM_COLUMNS: dict[str, dict[str, Any]] = {
 # new fields may appear (they land as new columns), but a value of another type never adds a variant column
 SCHEMA_CONTRACT: TSchemaContract = {"tables": "evolve", "columns": "evolve", "data_type": "freeze"}
 
-# the only spellings a declared boolean accepts besides JSON true/false (strings: any case, surrounding spaces)
-BOOLEAN_SPELLINGS: dict[Any, bool] = {"true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
-_INTEGER = re.compile(r"[+-]?\d+")
-
 
 class HackerNewsError(RuntimeError):
     """The API refused a request or sent something that is not an item; the message names the url and item id."""
@@ -70,47 +68,6 @@ class HackerNewsError(RuntimeError):
 
 class HackerNewsTypeError(HackerNewsError):
     """A field of an item is not of its declared type, nor one of the spellings converted explicitly."""
-
-
-def typed_value(data_type: str, value: Any) -> Any:
-    """`value` as the declared `data_type`, converting only these spellings (ValueError for anything else):
-
-    - bool: JSON true/false; the strings `"true"`/`"false"` and `"1"`/`"0"` (any case, spaces trimmed); the numbers
-      1 and 0. Not `"yes"`, `"t"`, `2` or `""`: dlt would read those as booleans too, silently.
-    - bigint: a JSON integer, or a whole number sent as `42.0` or `"42"`.
-    - text: a string; a JSON number becomes its decimal text.
-    - json: an array or an object (`kids`, `parts`: lists of ids).
-    - timestamp: as it is (the source sets `_loaded_at`).
-    None (JSON null) stays None. A boolean is never a number or text."""
-    if value is None or data_type == "timestamp":
-        return value
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    text = value.strip() if isinstance(value, str) else None
-    if data_type == "bool":
-        if isinstance(value, bool):
-            return value
-        key = text.lower() if text is not None else value if number else None
-        if key in BOOLEAN_SPELLINGS:
-            return BOOLEAN_SPELLINGS[key]
-    elif data_type == "bigint":
-        if number and float(value).is_integer():
-            return int(value)
-        if text is not None and _INTEGER.fullmatch(text):
-            return int(text)
-    elif data_type == "text":
-        if isinstance(value, str):
-            return value
-        if number:
-            return str(value)
-    elif data_type == "json" and isinstance(value, list | dict):
-        return value
-    raise ValueError(f"not a {data_type}")
-
-
-def _shown(value: Any) -> str:
-    kind = {bool: "boolean", int: "number", float: "number", str: "string", dict: "object", list: "array"}
-    shown = repr(value) if isinstance(value, str) else json.dumps(value)
-    return f"{shown[:80]}{'...' if len(shown) > 80 else ''} (JSON {kind.get(type(value), type(value).__name__)})"
 
 
 def item_day(item: dict[str, Any]) -> str:
@@ -134,7 +91,7 @@ def typed_item(item: dict[str, Any], url: str) -> dict[str, Any]:
             raise HackerNewsTypeError(
                 f"Hacker News item {item['id']} at {display_url(url)} (posted {item_day(item)}): column `{name}` of "
                 f"raw_hackernews.items is declared {data_type} but the API sent {_shown(value)}. Nothing of this run "
-                "was loaded. Accepted spellings are listed in extract/hackernews/source.py (`typed_value`); if the "
+                "was loaded. Accepted spellings are listed in extract/json_types.py (`typed_value`); if the "
                 "API changed the field's type for good, change its declared type there."
             ) from None
     return typed

@@ -18,8 +18,6 @@ would need a `__v_<type>` variant column fails the load instead of adding one.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -29,6 +27,9 @@ import dlt
 import requests
 from dlt.common.schema.typing import TSchemaContract
 from dlt.sources.helpers.requests import Client
+
+from extract.json_types import shown as _shown
+from extract.json_types import typed_value
 
 NASA_API_URL = "https://api.nasa.gov"
 FEED_PATH = "/neo/rest/v1/feed"
@@ -75,11 +76,6 @@ NESTED_TABLE_DLT_COLUMNS: dict[str, dict[str, Any]] = {
 SCHEMA_CONTRACT: TSchemaContract = {"tables": "evolve", "columns": "evolve", "data_type": "freeze"}
 TABLES = ("asteroids", "asteroids__close_approach_data")
 
-# the only spellings a declared boolean accepts besides JSON true/false (strings: any case, surrounding spaces)
-BOOLEAN_SPELLINGS: dict[Any, bool] = {"true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
-
 
 class NeowsError(RuntimeError):
     """The feed refused the request or sent something that is not a feed; the message says which window."""
@@ -87,55 +83,6 @@ class NeowsError(RuntimeError):
 
 class NeowsTypeError(NeowsError):
     """A field's value is not of its declared type, nor one of the spellings converted explicitly."""
-
-
-def typed_value(data_type: str, value: Any) -> Any:
-    """`value` as the declared `data_type`, converting only these spellings (ValueError for anything else):
-
-    - bool: JSON true/false; the strings `"true"`/`"false"` and `"1"`/`"0"` (any case, spaces trimmed); the numbers
-      1 and 0. Not `"yes"`, `"t"`, `2` or `""`: dlt would read those as booleans too, silently.
-    - double: any JSON number; a string holding a decimal number (`"26.8"`, `"1e3"`); not `"nan"` or `"abc"`.
-    - bigint: a JSON integer, or a whole number sent as `27.0` or `"27"`.
-    - text: a string; a JSON number becomes its decimal text (`3542519` -> `"3542519"`).
-    - date, timestamp: as they are (the source sets them).
-    None (JSON null) stays None. A boolean is never a number or text, an object or list never a scalar."""
-    if value is None or data_type in ("date", "timestamp"):
-        return value
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    text = value.strip() if isinstance(value, str) else None
-    if data_type == "bool":
-        if isinstance(value, bool):
-            return value
-        key = text.lower() if text is not None else value if number else None
-        if key in BOOLEAN_SPELLINGS:
-            return BOOLEAN_SPELLINGS[key]
-    elif data_type == "double":
-        if number:
-            return float(value)
-        if text is not None and _NUMBER.fullmatch(text):
-            return float(text)
-    elif data_type == "bigint":
-        if number and float(value).is_integer():
-            return int(value)
-        if text is not None and _INTEGER.fullmatch(text):
-            return int(text)
-    elif data_type == "text":
-        if isinstance(value, str):
-            return value
-        if number:
-            return str(value)
-    raise ValueError(f"not a {data_type}")
-
-
-def _json_type(value: Any) -> str:
-    return {bool: "boolean", int: "number", float: "number", str: "string", dict: "object", list: "array"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _shown(value: Any) -> str:
-    shown = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return f"{shown[:80]}{'...' if len(shown) > 80 else ''} (JSON {_json_type(value)})"
 
 
 def typed_fields(
@@ -147,7 +94,7 @@ def typed_fields(
     def drift(column: str, value: Any, expected: str) -> NeowsTypeError:
         return NeowsTypeError(
             f"{where}: column `{column}` of raw_nasa.{table} is declared {expected} but the feed sent {_shown(value)}. "
-            "Nothing of this run was loaded. Accepted spellings are listed in extract/nasa/source.py "
+            "Nothing of this run was loaded. Accepted spellings are listed in extract/json_types.py "
             "(`typed_value`); if the API changed the field's type for good, change its declared type there."
         )
 
