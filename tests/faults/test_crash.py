@@ -287,3 +287,27 @@ def test_a_run_waiting_inside_dagster_sleeps_and_hears_ctrl_c(
     with open_instance(data_dir) as instance:
         pending = instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).pending_steps
         assert run_id not in {step.run_id for step in pending}
+
+
+def test_sigterm_during_dbt_build_stops_dbt_fails_the_run_and_frees_the_slot(tmp_path: Path) -> None:
+    """A supervisor's SIGTERM while `dbt build` runs: `elt run` stops dbt, marks the run failed, frees the pool
+    slot and exits 130; no dbt process is left behind."""
+    data_dir = tmp_path / "data"
+    log = tmp_path / "elt.log"
+    running = start_elt_run(data_dir, log)
+    try:
+        wait_for_text(log, r"Running dbt command", running, timeout_s=400)
+        children = psutil.Process(running.pid).children(recursive=True)
+        assert any("dbt" in " ".join(child.cmdline()) for child in children if child.is_running())
+        running.send_signal(signal.SIGTERM)
+        running.wait(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 130, log.read_text()[-2000:]
+    assert "stopped: interrupted during elt_all" in log.read_text()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"left running: {[child.cmdline() for child in alive]}"
+    with open_instance(data_dir) as instance:
+        assert not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        assert not instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots
