@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.generate import SCALES
-from benchmarks.harness import MEMORY_LIMIT_MIB, STAGE_NAMES, Bench, results_json
+from benchmarks.harness import MEMORY_LIMIT_MIB, OPTIONAL_STAGES, STAGE_NAMES, Bench, results_json
 
 console = Console(width=None if Console().is_terminal else 130)  # piped output: wide enough for the table
 
@@ -83,9 +83,9 @@ def print_table(results: dict) -> None:
 @click.option(
     "--stage",
     "only",
-    type=click.Choice(STAGE_NAMES),
+    type=click.Choice(STAGE_NAMES + OPTIONAL_STAGES),
     multiple=True,
-    help="Run only these stages (repeatable); default all.",
+    help="Run only these stages (repeatable); default all but diff (`elt branch diff`, only when named).",
 )
 @click.option(
     "--output",

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import stages
+from benchmarks import diff_stage, stages
 from benchmarks.generate import PRODUCTS, Scale, add_order_increment, fill_shop, generate_files, remove_order_increment
 from benchmarks.measure import Run, run_in_child
 
@@ -90,6 +90,7 @@ class Stage:
 
 
 STAGE_NAMES = ("csv", "postgres", "nasa", "orchestration", "incremental", "noop")
+OPTIONAL_STAGES = ("diff",)  # run only when named with --stage
 
 
 @dataclass
@@ -121,6 +122,17 @@ class Bench:
         from extract.shop.demo_postgres import DemoPostgres
 
         scale, work = self.scale, self.work_dir
+        if "diff" in self.only:
+            self._pair(
+                Stage("branch_diff", "throughput", "elt branch diff (keyed)", "DuckDB EXCEPT", Target(">=", 0.8)),
+                diff_stage.diff_platform,
+                diff_stage.diff_reference,
+                work / "runs" / "diff",
+                work / "data" / scale.name / "diff",
+                scale.orders,
+            )
+            if set(self.only) <= {"diff"}:
+                return self.stages
         self.progress(f"generating scale {scale.name} in {work}")
         dataset = generate_files(work / "data" / scale.name, scale)
         with DemoPostgres(work / "postgres") as postgres, self._shop(postgres.url):

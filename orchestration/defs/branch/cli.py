@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import click
 from rich.console import Console
 
 from orchestration.defs.branch.clones import DEFAULT_MAX_AGE_DAYS, branch_environment, clone_store, sweep
+from orchestration.defs.branch.diff import DEFAULT_MEMORY_LIMIT, DEFAULT_SAMPLES, FAIL_KINDS
 from orchestration.lib.environment import DBT_PROJECT_DIR, EnvironmentConfigError, resolve
 from orchestration.lib.meta import publish_prod_state
 
@@ -93,6 +95,69 @@ def build(branch_id: str, project_dir: Path, state_dir: Path | None, full: bool)
     for unique_id in result.failed:
         console.print(f"  [red]failed[/red] {unique_id}")
     sys.exit(0 if result.ok else 1)
+
+
+@branch.command()
+@click.argument("branch_id")
+@project_dir_option
+@state_option
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+    help="What goes to stdout.",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON here.")
+@click.option(
+    "--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the Markdown here."
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_KINDS),
+    multiple=True,
+    help="Exit 1 when this kind of change occurs (repeatable): rows added, removed or changed in a model, or a "
+    "schema change (a column added, removed or retyped, a model added or removed).",
+)
+@click.option(
+    "--samples", type=click.IntRange(min=0), default=DEFAULT_SAMPLES, show_default=True, help="Sample rows per kind."
+)
+@click.option(
+    "--memory-limit",
+    default=DEFAULT_MEMORY_LIMIT,
+    show_default=True,
+    help="DuckDB's memory limit; beyond it, it spills.",
+)
+@_command
+def diff(
+    branch_id: str,
+    project_dir: Path,
+    state_dir: Path | None,
+    output_format: str,
+    json_path: Path | None,
+    markdown_path: Path | None,
+    fail_on: tuple[str, ...],
+    samples: int,
+    memory_limit: str,
+) -> None:
+    """Compare the clone with prod for every model the build selects (and models added or removed): schema, row
+    counts, rows added, removed and changed by key. Prod is only read."""
+    from orchestration.defs.branch.diff import diff_branch, failures, to_markdown
+
+    env = branch_environment(branch_id)
+    report = diff_branch(env, project_dir, state_dir, memory_limit=memory_limit, samples=samples)
+    as_json = json.dumps(report.to_json(), indent=2, default=str) + "\n"
+    markdown = to_markdown(report)
+    for path, text in ((json_path, as_json), (markdown_path, markdown)):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    click.echo(as_json if output_format == "json" else markdown, nl=False)
+    if found := failures(report, fail_on):
+        for line in found:
+            click.echo(f"elt branch diff: --fail-on {line}", err=True)
+        sys.exit(1)
 
 
 @branch.command()
