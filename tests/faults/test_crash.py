@@ -36,9 +36,20 @@ def elt_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return {**env, "ELT_DATA_DIR": str(data_dir), **extra}
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C reaches the child as it would from a terminal, even when the suite itself runs as a background job
+    (a shell starts background jobs with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_elt_run(data_dir: Path, log: Path, **extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [ELT, "run"], env=elt_env(data_dir, **extra), stdout=log.open("w"), stderr=subprocess.STDOUT, text=True
+        [ELT, "run"],
+        env=elt_env(data_dir, **extra),
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_as_in_a_terminal,
     )
 
 
@@ -256,7 +267,9 @@ def test_a_run_waiting_inside_dagster_sleeps_and_hears_ctrl_c(
     script = tmp_path / "waits.py"
     script.write_text(WAITING_JOB.format(home=str(data_dir / "dagster"), run_id=run_id))
     log = tmp_path / "waits.log"
-    waiting = subprocess.Popen([sys.executable, str(script)], stdout=log.open("w"), stderr=subprocess.STDOUT)
+    waiting = subprocess.Popen(
+        [sys.executable, str(script)], stdout=log.open("w"), stderr=subprocess.STDOUT, preexec_fn=_as_in_a_terminal
+    )
     try:
         wait_for_text(log, r"blocked by limit for pool duckdb_warehouse", waiting, timeout_s=120)
         cpu = psutil.Process(waiting.pid)
