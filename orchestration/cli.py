@@ -53,7 +53,8 @@ def run() -> None:
     except EnvironmentConfigError as error:
         raise click.ClickException(str(error)) from error
     except KeyboardInterrupt as interrupt:
-        console.print(f"[red]stopped[/red]: {str(interrupt) or 'interrupted'}; `elt run` again loads what is still pending")
+        why = str(interrupt) or "interrupted"
+        console.print(f"[red]stopped[/red]: {why}; `elt run` again loads what is still pending")
         sys.exit(130)
     print_summary(summary)
     sys.exit(0 if summary.ok else 1)
