@@ -91,7 +91,7 @@ def _render_profile():
     [
         ("{prod}", "/"),
         ("./{relative}", "{project}"),  # `cd dbt_project && dbt build`
-        ("{project}/../{relative}", "/"),
+        ("{project}/../dbt_project/{relative}", "/"),  # through `..`
         ("{tmp}/./warehouse//prod.duckdb", "/"),
         ("warehouse/prod.duckdb", "{tmp}"),
     ],
