@@ -9,7 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-pytest_plugins = sorted(f"tests.{path.stem}" for path in Path(__file__).parent.glob("fixtures_*.py"))
+pytest_plugins = [
+    *sorted(f"tests.{path.stem}" for path in Path(__file__).parent.glob("fixtures_*.py")),
+    "tests.browser",  # the headless Chromium fixture `browser`
+]
 
 # the variables that choose the environment or point a source elsewhere: a test starts from none of them
 _PLATFORM_PREFIXES = ("ELT_", "DAGSTER_CLOUD_", "NASA_API_KEY", "MOTHERDUCK_TOKEN")

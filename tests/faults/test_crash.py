@@ -202,7 +202,7 @@ def test_a_slot_held_by_a_dead_process_is_freed(held_pool: tuple[Path, dg.Dagste
         assert not instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots
 
 
-KILLS = int(os.environ.get("ELT_CRASH_LOOP_KILLS", "10"))
+KILLS = int(os.environ.get("ELT_CRASH_LOOP_KILLS", "4"))
 
 
 @pytest.mark.slow
