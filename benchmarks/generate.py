@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import psycopg
 
-from extract.shop.seed import FIRST_NAMES, LAST_NAMES, ORDERS_END, ORDERS_START, SCHEMA_DDL
+from extract.shop.seed import FIRST_NAMES, LAST_NAMES, ORDERS_END, ORDERS_START, SCHEMA_DDL, SIGNUPS_START, TRIGGER_DDL
 
 FIRST_DROP = date(2018, 1, 1)  # drop files are named by day from here: 2018-01-01.csv, 2018-01-02.csv ...
 LAST_TRADING_DATE = date(2018, 9, 28)  # row i of a file is this date minus i days: unique per file, like the sample
@@ -108,10 +108,11 @@ def write_share_price_files(drop_dir: Path, scale: Scale) -> list[Path]:
 
 
 def _order_rows_sql(first: int, count: int, start: str, step_seconds: float, scale: Scale) -> str:
-    """SELECT of `count` orders numbered from `first`, dated from `start` every `step_seconds`, in id order."""
+    """SELECT of `count` orders numbered from `first`, dated from `start` every `step_seconds`, in id order; an order
+    was last updated when it was placed (`updated_at` = `order_date`, as in the seed)."""
     return f"""
         select
-            o.customer_id, o.product_id, o.quantity, products.price * o.quantity, o.order_date
+            o.customer_id, o.product_id, o.quantity, products.price * o.quantity, o.order_date, o.order_date
         from (
             select
                 g,
@@ -130,7 +131,8 @@ def fill_shop(url: str, scale: Scale) -> None:
     """Recreate schema `data` (the seed's DDL) with `customers` customers, 40 products and `orders` orders.
 
     Foreign keys and the order_date index are dropped for the bulk insert and rebuilt after: checking 10M rows
-    one trigger at a time takes longer than validating them in one pass.
+    one trigger at a time takes longer than validating them in one pass. Rows carry distinct `updated_at` stamps as
+    in the seed, and the seed's `updated_at` / deletion triggers are created after the insert.
     """
     window = (ORDERS_END - ORDERS_START).total_seconds()
     with psycopg.connect(url) as conn, conn.cursor() as cur:
@@ -144,29 +146,37 @@ def fill_shop(url: str, scale: Scale) -> None:
         )
         cur.execute(
             """
-            insert into data.customers (first_name, last_name, email)
+            insert into data.customers (first_name, last_name, email, updated_at)
             select
                 (%(first)s::text[])[1 + abs(hashint8extended(g, %(seed)s)) %% cardinality(%(first)s::text[])],
                 (%(last)s::text[])[1 + abs(hashint8extended(g, %(seed)s + 9)) %% cardinality(%(last)s::text[])],
-                'customer.' || g || '@example.com'
+                'customer.' || g || '@example.com',
+                %(signups)s::timestamp + make_interval(secs => g)
             from generate_series(1, %(customers)s) as g
             order by g
             """,
-            {"first": list(FIRST_NAMES), "last": list(LAST_NAMES), "seed": scale.seed, "customers": scale.customers},
+            {
+                "first": list(FIRST_NAMES),
+                "last": list(LAST_NAMES),
+                "seed": scale.seed,
+                "customers": scale.customers,
+                "signups": SIGNUPS_START,
+            },
         )
         cur.execute(
             f"""
-            insert into data.products (name, description, price)
+            insert into data.products (name, description, price, updated_at)
             select
                 'Product ' || g,
                 'generated product ' || g,
-                (199 + abs(hashint8extended(g, {scale.seed})) % 20000) / 100.0
+                (199 + abs(hashint8extended(g, {scale.seed})) % 20000) / 100.0,
+                timestamp '{SIGNUPS_START}' + make_interval(secs => g)
             from generate_series(1, {PRODUCTS}) as g
             order by g
             """
         )
         cur.execute(
-            "insert into data.orders (customer_id, product_id, quantity, total_amount, order_date)"
+            "insert into data.orders (customer_id, product_id, quantity, total_amount, order_date, updated_at)"
             + _order_rows_sql(1, scale.orders, str(ORDERS_START), window / scale.orders, scale)
         )
         cur.execute(
@@ -177,6 +187,7 @@ def fill_shop(url: str, scale: Scale) -> None:
             create index orders_order_date_idx on data.orders (order_date);
             """
         )
+        cur.execute(TRIGGER_DDL)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("vacuum analyze data.customers, data.products, data.orders")
 
@@ -185,7 +196,7 @@ def add_order_increment(url: str, scale: Scale) -> int:
     """Append 1% new orders, dated after every existing one; returns how many."""
     with psycopg.connect(url) as conn:
         conn.execute(
-            "insert into data.orders (customer_id, product_id, quantity, total_amount, order_date)"
+            "insert into data.orders (customer_id, product_id, quantity, total_amount, order_date, updated_at)"
             + _order_rows_sql(scale.orders + 1, scale.increment, str(INCREMENT_START), 1.0, scale)
         )
     return scale.increment
@@ -195,6 +206,7 @@ def remove_order_increment(url: str) -> None:
     """Back to the base shop: drop the increment and rewind the id sequence, so every repeat sees the same ids."""
     with psycopg.connect(url) as conn:
         conn.execute("delete from data.orders where order_date >= %s", (INCREMENT_START,))
+        conn.execute("delete from data.deletions")  # the tombstones the delete left: the base shop has none
         conn.execute("select setval('data.orders_order_id_seq', (select max(order_id) from data.orders))")
 
 

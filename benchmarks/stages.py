@@ -98,7 +98,8 @@ def csv_reference(run_dir: Path, drop_dir: Path, expected: int) -> tuple[float, 
 
 
 def postgres_platform(run_dir: Path, url: str, expected: Mapping[str, int]) -> tuple[float, int]:
-    """`replicate_shop`: Sling with the platform's replication.yaml."""
+    """`replicate_shop`: a first load, so the bulk snapshot (DuckDB's postgres extension) copies every table, then
+    Sling runs the platform's replication.yaml from the snapshot's high-water marks."""
     warehouse = _enter(run_dir)
     from extract.shop.replicate import replicate_shop
 
@@ -109,31 +110,18 @@ def postgres_platform(run_dir: Path, url: str, expected: Mapping[str, int]) -> t
 
 
 def postgres_scanner_path() -> str:
-    """The postgres extension from the `duckdb-extension-postgres-scanner` wheel (loads offline)."""
-    import duckdb_extension_postgres_scanner
+    """The postgres extension from the `duckdb-extension-postgres-scanner` wheel (loads offline): the platform's
+    bulk snapshot path loads the same file."""
+    from extract.shop.snapshot import postgres_extension_path
 
-    folder = Path(duckdb_extension_postgres_scanner.__file__).parent / "extensions" / f"v{duckdb.__version__}"
-    path = folder / "postgres_scanner.duckdb_extension"
-    if not path.is_file():
-        raise FileNotFoundError(f"no postgres extension for DuckDB {duckdb.__version__} at {path}")
-    return str(path)
+    return postgres_extension_path()
 
 
 def _libpq_environment(url: str) -> dict[str, str]:
     """The URL as libpq's PG* variables: ATTACH takes no bound parameter, and SQL text could echo the password."""
-    from urllib.parse import parse_qs, unquote, urlsplit
+    from extract.shop.snapshot import libpq_environment
 
-    parts = urlsplit(url)
-    variables = {
-        "PGHOST": parts.hostname or "localhost",
-        "PGPORT": str(parts.port or 5432),
-        "PGDATABASE": parts.path.lstrip("/"),
-        "PGUSER": unquote(parts.username or ""),
-        "PGPASSWORD": unquote(parts.password or ""),
-    }
-    if sslmode := parse_qs(parts.query).get("sslmode"):
-        variables["PGSSLMODE"] = sslmode[0]
-    return variables
+    return libpq_environment(url)
 
 
 def postgres_reference(run_dir: Path, url: str, expected: Mapping[str, int]) -> tuple[float, int]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import posixpath
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import fsspec
@@ -98,9 +100,16 @@ def read_header(drop: DropFile) -> list[str]:
     return next(csv.reader([text]), [])
 
 
-def reader_connection(location: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that reads from the location (remote files through the same fsspec filesystem)."""
-    con = duckdb.connect()
+# the reader's DuckDB buffer pool: one file at a time is read (CSV -> parquet), so it never needs more; past it
+# DuckDB spills to the reader's temp folder (by default an in-memory DuckDB takes 80% of RAM and spills to ./.tmp)
+READER_MEMORY_LIMIT = "512MB"
+
+
+def reader_connection(location: str, spill_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that reads from the location (remote files through the same fsspec filesystem), bounded
+    to READER_MEMORY_LIMIT and spilling to `spill_dir` (default: the system temp folder)."""
+    spill = spill_dir or Path(tempfile.gettempdir()) / "elt_reader_spill"
+    con = duckdb.connect(config={"memory_limit": READER_MEMORY_LIMIT, "temp_directory": str(spill)})
     con.execute("set TimeZone = 'UTC'")
     fs, _ = drop_filesystem(location)
     if not isinstance(fs, LocalFileSystem):

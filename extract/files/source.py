@@ -145,7 +145,10 @@ def share_price_files(
         found = [name for name in wanted if name in drops]
         present = _files_in_destination(found) if found else None
         append = present == set()  # no rows of these files yet: appending is the same as replacing
-        with reader_connection(str(drop_dir)) as con, tempfile.TemporaryDirectory(prefix="share_prices_") as folder:
+        with (
+            tempfile.TemporaryDirectory(prefix="share_prices_") as folder,
+            reader_connection(str(drop_dir), Path(folder) / "spill") as con,  # closed before the folder goes
+        ):
             for name in wanted:
                 try:
                     if name not in drops:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,40 @@ _NOT_CONVERTED = re.compile(
     r"""Error when converting column "([^"]+)"\. Could not convert string "(.*?)" to '([^']+)'"""
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# Memory bounds for what Sling starts (docs/shop.md "Memory"): the DuckDB CLI it writes through gets a memory limit
+# and a spill folder, and Sling itself (Go) a soft heap limit; together they stay well under 1 GiB.
+SLING_DUCKDB_MEMORY_LIMIT = "512MB"
+SLING_GO_MEMORY_LIMIT = "256MiB"  # GOMEMLIMIT
+_WRAPPER = """#!/bin/sh
+# written by extract/shop/replicate.py: Sling's DuckDB CLI, with a memory limit and a spill folder
+exec {cli} -cmd {settings} "$@"
+"""
+
+
+def sling_environment(work_dir: Path) -> dict[str, str]:
+    """Variables for a Sling run whose processes stay bounded: `DUCKDB_PATH` is a wrapper (in `work_dir`) that
+    starts the bundled DuckDB CLI with `SET memory_limit` and `SET temp_directory` before Sling's statements (the CLI
+    reads no profile: a `.duckdbrc` breaks Sling's reading of its output), and `GOMEMLIMIT` bounds Sling's heap.
+    `ELT_SLING_DUCKDB_MEMORY_LIMIT` overrides the CLI's limit; a GOMEMLIMIT already set is kept. Sling also gets a
+    home of its own (`SLING_HOME_DIR`, unless set): its state database in ~/.sling is shared by every Sling on the
+    machine, and runs were seen hanging on it while other Sling processes ran."""
+    environment = {
+        "GOMEMLIMIT": os.environ.get("GOMEMLIMIT", SLING_GO_MEMORY_LIMIT),
+        "SLING_HOME_DIR": os.environ.get("SLING_HOME_DIR", str(work_dir / "home")),
+    }
+    cli = os.environ.get("DUCKDB_PATH")  # the bundled CLI (extract.tooling)
+    if not cli or Path(cli).parent == work_dir:
+        return environment
+    work_dir.mkdir(parents=True, exist_ok=True)
+    limit = os.environ.get("ELT_SLING_DUCKDB_MEMORY_LIMIT", SLING_DUCKDB_MEMORY_LIMIT)
+    spill = work_dir / "spill"
+    settings = f"SET memory_limit = '{limit}'; SET temp_directory = '{spill}';"
+    wrapper = work_dir / "duckdb"
+    wrapper.write_text(_WRAPPER.format(cli=shlex.quote(cli), settings=shlex.quote(settings)))
+    wrapper.chmod(0o755)
+    return {**environment, "DUCKDB_PATH": str(wrapper)}
 
 
 class ShopReplicationError(RuntimeError):
@@ -94,18 +129,48 @@ def failed_streams(sling_log: str, config: Path = REPLICATION_CONFIG) -> dict[st
     return failures
 
 
-def replicate_shop(source_url: str, duckdb_path: Path, config: Path = REPLICATION_CONFIG) -> str:
-    """Copy the shop tables into `raw_shop.*` of a local DuckDB file; returns Sling's log (password removed)."""
+def bulk_log_lines(loaded: dict[str, int]) -> str:
+    """What the bulk snapshot wrote, in Sling's summary format, so `rows_loaded` reads it like Sling's own lines."""
+    return "".join(
+        f'\nbulk snapshot (DuckDB postgres extension): inserted {rows} rows into "{table.split(".")[0]}".'
+        f'"{table.split(".")[1]}"'
+        for table, rows in loaded.items()
+    )
+
+
+def replicate_shop(
+    source_url: str, duckdb_path: Path, config: Path = REPLICATION_CONFIG, bulk_first_load: bool = True
+) -> str:
+    """Copy the shop tables into `raw_shop.*` of a local DuckDB file; returns Sling's log (password removed).
+
+    With `bulk_first_load`, a table that is not in the warehouse yet is copied whole by the bulk snapshot
+    (extract/shop/snapshot.py, ~10x Sling's speed) and Sling runs the other streams (`--streams`); Sling's next run
+    continues from the snapshot's high-water mark."""
     import sling
 
     install_duckdb_extensions()
+    loaded: dict[str, int] = {}
+    if bulk_first_load:
+        from extract.shop.snapshot import raw_tables_present, snapshot_shop
+
+        plans = stream_plans(config)
+        present = raw_tables_present(duckdb_path, list(plans.values()))
+        if missing := [name for name, plan in plans.items() if plan.table not in present]:
+            loaded = snapshot_shop(source_url, duckdb_path, missing, config)
+        rest = [plan.stream for plan in plans.values() if plan.table not in loaded]
+        if not rest:
+            return bulk_log_lines(loaded).lstrip("\n")
+        streams = ["--streams", ",".join(rest)] if loaded else []
+    else:
+        streams = []
     env = {
         **os.environ,
+        **sling_environment(duckdb_path.parent / ".sling"),
         "SHOP": source_url,  # Sling resolves connection names from environment variables
         "WAREHOUSE": json.dumps({"type": "duckdb", "instance": str(duckdb_path)}),
     }
     result = subprocess.run(
-        [sling.SLING_BIN, "run", "-r", str(config)], env=env, capture_output=True, text=True, timeout=3600
+        [sling.SLING_BIN, "run", "-r", str(config), *streams], env=env, capture_output=True, text=True, timeout=3600
     )
     log = scrub(result.stdout + result.stderr, source_url)
     if result.returncode != 0:
@@ -113,4 +178,4 @@ def replicate_shop(source_url: str, duckdb_path: Path, config: Path = REPLICATIO
         raise ShopReplicationError(
             f"Sling replication from {describe(source_url)} failed: {failures or 'see its log'}\n{log[-8000:]}"
         )
-    return log
+    return log + bulk_log_lines(loaded)

@@ -4,6 +4,7 @@
 import logging
 import os
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,15 @@ from dagster_sling import DagsterSlingTranslator, SlingConnectionResource, Sling
 from dagster_sling import resources as dagster_sling_resources
 
 from extract.shop.connection import describe, scrub
-from extract.shop.replicate import REPLICATION_CONFIG, StreamPlan, failed_streams, rows_loaded, stream_plans
+from extract.shop.replicate import (
+    REPLICATION_CONFIG,
+    StreamPlan,
+    failed_streams,
+    rows_loaded,
+    sling_environment,
+    stream_plans,
+)
+from extract.shop.snapshot import ShopSnapshotError, raw_tables_present, snapshot_shop
 from extract.tooling import install_duckdb_extensions
 from orchestration.defs.shop.resources import ShopPostgresResource
 from orchestration.lib import motherduck
@@ -75,9 +84,10 @@ def _warehouse_connection(location: str) -> SlingConnectionResource:
 
 
 class ShopReplicationConfig(dg.Config):
-    """Run config: `full_reload` reads incremental tables (orders) in full once, e.g. after old orders were edited in
-    place (an incremental run only sees orders at or after the high-water mark). `truncate`, not `full-refresh`: the
-    table and its columns stay."""
+    """Run config: `full_reload` reads every selected table in full once, e.g. after rows were changed behind the
+    `updated_at` trigger's back (a bulk fix with the trigger disabled): an incremental run only sees rows at or after
+    the high-water mark. Into a local warehouse through the bulk snapshot, into MotherDuck through Sling
+    (`truncate`); either way the table and its columns stay."""
 
     full_reload: bool = False
 
@@ -119,6 +129,21 @@ def _load_window(plan: StreamPlan, high_water_mark: Any) -> str:
     )
 
 
+@contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set `variables` for the processes started inside (dagster-sling passes os.environ to Sling), then restore."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @sling_assets(
     replication_config=REPLICATION_CONFIG,
     dagster_sling_translator=ShopSlingTranslator(),
@@ -131,58 +156,86 @@ def shop_assets(
     shop_postgres: ShopPostgresResource,
     warehouse: WarehouseResource,
 ) -> Iterator[Any]:
-    """Replicate customers and products (in full) and orders (incremental on order_date, merged on order_id);
-    report per table the rows this run loaded, the rows in the table, how it was read and its columns."""
+    """Replicate customers, products and orders (incremental on updated_at, merged on their ids) and the deletion
+    tombstones; report per table the rows this run loaded, the rows in the table, how it was read and its columns."""
     location = warehouse.checked_location()
     if not warehouse.is_motherduck:
         install_duckdb_extensions()  # Sling's DuckDB CLI reads rows over http: httpfs, from its wheel
     plans = stream_plans()
-    if config.full_reload:
+    if config.full_reload and warehouse.is_motherduck:  # no bulk snapshot into MotherDuck: Sling reads in full
         plans = {table: replace(plan, mode="truncate") for table, plan in plans.items()}
     selected = [plans[key.path[-1]] for key in context.selected_asset_keys]
     high_water_marks = _high_water_marks(warehouse, selected)
+    # first loads (no raw table yet) and full reloads of a local warehouse go through the bulk snapshot; Sling then
+    # continues from its high-water mark (extract/shop/snapshot.py)
+    bulk: list[StreamPlan] = []
+    if not warehouse.is_motherduck:
+        present = raw_tables_present(Path(location), selected)
+        bulk = [plan for plan in selected if config.full_reload or plan.table not in present]
     with shop_postgres.session(Path(warehouse.data_dir) / "demo_postgres") as url:
         source = describe(url)
         context.log.info(f"replicating {', '.join(plan.stream for plan in selected)} from {source} into {location}")
-        sling = SlingResource(
-            connections=[
-                SlingConnectionResource(name="SHOP", type="postgres", connection_string=url),
-                _warehouse_connection(location),
-            ]
-        )
-        try:  # materialize the iterator here so Sling is done (and its DuckDB CLI gone) before we read back
-            events = list(
-                sling.replicate(
-                    context=context,
-                    replication_config=_replication_for(selected),
-                    dagster_sling_translator=ShopSlingTranslator(),
-                )
+        snapshot: dict[str, int] = {}
+        if bulk:
+            context.log.info(f"bulk snapshot (DuckDB postgres extension) of {', '.join(p.stream for p in bulk)}")
+            try:
+                snapshot = snapshot_shop(url, Path(location), [plan.table.split(".")[-1] for plan in bulk])
+            except ShopSnapshotError as error:
+                raise dg.Failure(description=str(error)) from None
+        # Sling runs the streams the snapshot did not copy (a snapshot already is the table's full, current state:
+        # Sling's next run continues from its high-water mark)
+        rest = [plan for plan in selected if plan.table not in snapshot]
+        events: list[Any] = []
+        sling_log = ""
+        if rest:
+            sling = SlingResource(
+                connections=[
+                    SlingConnectionResource(name="SHOP", type="postgres", connection_string=url),
+                    _warehouse_connection(location),
+                ]
             )
-        except Exception as error:  # Sling's failure text is its whole log: keep it, minus the password
-            sling_output = scrub(str(error), url)
-            # per failed stream what went wrong (a value that does not cast: its table, column and value)
-            failures = failed_streams(sling_output)
-            what = "; ".join(failures.values()) or "a table whose stream failed keeps its previous content"
-            raise dg.Failure(
-                description=f"Sling replication from the shop PostgreSQL at {source} failed: {what}",
-                metadata={
-                    "sling_output": dg.MetadataValue.text(sling_output[-8000:]),
-                    "failed_streams": dg.MetadataValue.json(sorted(failures)),
-                },
-            ) from None
-        sling_log = scrub("\n".join(sling.stream_raw_logs()), url)  # dagster-sling logs it at debug level
+            try:  # materialize the iterator here so Sling is done (and its DuckDB CLI gone) before we read back
+                with _environment(sling_environment(Path(warehouse.data_dir) / "sling")):  # Sling's memory bounds
+                    events = list(
+                        sling.replicate(
+                            context=context,
+                            replication_config=_replication_for(rest),
+                            dagster_sling_translator=ShopSlingTranslator(),
+                        )
+                    )
+            except Exception as error:  # Sling's failure text is its whole log: keep it, minus the password
+                sling_output = scrub(str(error), url)
+                # per failed stream what went wrong (a value that does not cast: its table, column and value)
+                failures = failed_streams(sling_output)
+                what = "; ".join(failures.values()) or "a table whose stream failed keeps its previous content"
+                raise dg.Failure(
+                    description=f"Sling replication from the shop PostgreSQL at {source} failed: {what}",
+                    metadata={
+                        "sling_output": dg.MetadataValue.text(sling_output[-8000:]),
+                        "failed_streams": dg.MetadataValue.json(sorted(failures)),
+                    },
+                ) from None
+            sling_log = scrub("\n".join(sling.stream_raw_logs()), url)  # dagster-sling logs it at debug level
     loaded = rows_loaded(sling_log)
+    bulk_results = [
+        dg.MaterializeResult(asset_key=table_asset_key(RAW_SCHEMA, table.split(".")[-1])) for table in snapshot
+    ]
     with warehouse.connect(read_only=True) as con:  # counts in-process: `sling conns exec` costs ~1 s a table
-        for event in events:
+        for event in [*bulk_results, *events]:
             plan = plans[event.asset_key.path[-1]]
             high_water_mark = high_water_marks.get(plan.table)
             metadata: dict[str, Any] = {
                 **table_metadata(
                     lambda sql: con.sql(sql).fetchall(), plan.table, name=plan.table, motherduck=warehouse.is_motherduck
                 ),
-                "rows_loaded": dg.MetadataValue.int(loaded.get(plan.table, 0)),  # Sling's count for this run
+                # the snapshot's rows, else Sling's count for this run
+                "rows_loaded": dg.MetadataValue.int(snapshot.get(plan.table, loaded.get(plan.table, 0))),
                 "mode": plan.mode,
-                "window": _load_window(plan, high_water_mark),
+                "window": (
+                    "bulk snapshot (DuckDB postgres extension): every row; Sling's next run continues from it"
+                    if plan.table in snapshot
+                    else _load_window(plan, high_water_mark)
+                ),
                 "source": f"{plan.stream} at {source}",
             }
             if plan.mode == "incremental":

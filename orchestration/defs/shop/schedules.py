@@ -1,7 +1,7 @@
-"""When the shop tables load: every table at 06:00 UTC, orders again at 12:00 and 18:00 UTC.
+"""When the shop tables load: every table at 06:00 UTC, orders (and deletions) again at 12:00 and 18:00 UTC.
 
-dbt builds half an hour after each load (defs/dbt/schedules.py). Both jobs run without the dbt source tests
-on raw_shop (asset checks run by the dbt op): those run with `dbt build`.
+The dbt models downstream build when a load lands new rows (declarative automation, defs/dbt/schedules.py).
+Both jobs run without the dbt source tests on raw_shop (asset checks run by the dbt op): those run with `dbt build`.
 """
 
 import dagster as dg
@@ -17,12 +17,15 @@ SHOP_ORDERS_JOB = "shop_orders"
 shop_daily = dg.define_asset_job(
     SHOP_DAILY_JOB,
     selection=dg.AssetSelection.assets(shop_assets).without_checks(),
-    description="Replicate every shop table into raw_shop: customers and products in full, orders incrementally.",
+    description="Replicate every shop table into raw_shop, each incrementally on updated_at, and the deletions.",
 )
 shop_orders = dg.define_asset_job(
     SHOP_ORDERS_JOB,
-    selection=dg.AssetSelection.assets(table_asset_key(RAW_SCHEMA, "orders")).without_checks(),
-    description="Replicate the orders added or changed since the last load into raw_shop.orders.",
+    selection=dg.AssetSelection.assets(
+        table_asset_key(RAW_SCHEMA, "orders"), table_asset_key(RAW_SCHEMA, "deletions")
+    ).without_checks(),
+    description="Replicate the orders added, changed or deleted since the last load into raw_shop.orders and "
+    "raw_shop.deletions.",
 )
 
 

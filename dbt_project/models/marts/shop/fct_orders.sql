@@ -3,9 +3,17 @@
         materialized='incremental',
         incremental_strategy='merge',
         unique_key='order_id',
-        on_schema_change='append_new_columns'
+        on_schema_change='append_new_columns',
+        post_hook=[
+            "delete from {{ this }} where order_id in (select row_id from {{ ref('stg_shop__deletions') }}
+             where table_name = 'orders') and order_id not in (select order_id from {{ ref('stg_shop__orders') }})"
+        ]
     )
 }}
+
+-- an order deleted in the shop is never re-loaded, so the merge cannot remove it: the post-hook deletes every
+-- order that has a tombstone and is no longer in staging (the staging model drops deleted orders)
+-- depends_on: {{ ref('stg_shop__deletions') }}
 
 with
 

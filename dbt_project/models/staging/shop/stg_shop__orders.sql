@@ -7,6 +7,23 @@ source as (
 
 ),
 
+deleted as (
+
+    select row_id, deleted_at from {{ source('shop', 'deletions') }} where table_name = 'orders'
+
+),
+
+-- a row deleted in the shop (its tombstone is at or after the row's last update) is gone from here on
+current_rows as (
+
+    select * from source
+    where not exists (
+        select 1 from deleted
+        where deleted.row_id = source.order_id and deleted.deleted_at >= source.updated_at
+    )
+
+),
+
 renamed as (
 
     select
@@ -21,11 +38,12 @@ renamed as (
         cast(total_amount as decimal(10, 2)) as total_amount,
 
         ----------  timestamps
+        cast(updated_at as timestamp) as updated_at,
         cast(order_date as timestamp) as ordered_at,
         cast(order_date as date) as order_date,
         {{ to_loaded_at('_sling_loaded_at') }} as loaded_at
 
-    from source
+    from current_rows
 
 )
 
