@@ -28,8 +28,13 @@ def manifest():
 
 
 def extract_keys(asset_graph) -> set[dg.AssetKey]:
-    """Every asset not built by dbt: what the extract slices load."""
-    return {key for key in asset_graph.materializable_asset_keys if "dbt" not in asset_graph.get(key).kinds}
+    """Every asset not built by dbt that reads no other asset: what the extract slices load (the publish step of
+    Write-Audit-Publish is downstream of the models, not an extract)."""
+    return {
+        key
+        for key in asset_graph.materializable_asset_keys
+        if "dbt" not in asset_graph.get(key).kinds and not asset_graph.get(key).parent_keys
+    }
 
 
 def source_keys(manifest) -> set[dg.AssetKey]:

@@ -76,6 +76,17 @@ class WarehouseResource(dg.ConfigurableResource):
         return duckdb.connect(location, read_only=read_only)
 
 
+def drop_dlt_staging(pipeline: dlt.Pipeline) -> bool:
+    """Drop the pipeline's staging dataset (`<dataset>_staging`), through dlt's own SQL client, after a successful
+    load. dlt stages a merge there and, even with `truncate_staging_dataset`, leaves the schema and its tables in the
+    warehouse; the next load creates it again (a few DDL statements). Returns whether there was one to drop."""
+    with pipeline.sql_client() as client, client.with_staging_dataset():
+        if not client.has_dataset():
+            return False
+        client.drop_dataset()
+        return True
+
+
 def table_metadata(
     query: Callable[[str], Sequence[tuple]], table: str, *, name: str, motherduck: bool
 ) -> dict[str, dg.MetadataValue]:

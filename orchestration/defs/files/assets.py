@@ -26,7 +26,7 @@ from orchestration.defs.files.resources import ShareDropsResource
 from orchestration.lib.asset_keys import WAREHOUSE_POOL
 from orchestration.lib.dlt_translator import RawTableDltTranslator, landed_table_metadata
 from orchestration.lib.planning import pending_partitions_metadata
-from orchestration.lib.warehouse import WarehouseResource
+from orchestration.lib.warehouse import WarehouseResource, drop_dlt_staging
 
 INTEGRITY_CHECK = "file_integrity"
 PIPELINE_NAME, DATASET = "files_share_prices", "raw_files"
@@ -124,6 +124,7 @@ def files_assets(
     pipeline = warehouse.dlt_pipeline(PIPELINE_NAME, DATASET)
     pipeline.abort_packages()  # never finish a stale package of an earlier failed run: this run re-reads its files
     pipeline.run(share_price_files(drop_dir=share_drops.location, files=names, log=log)).raise_on_failed_jobs()
+    drop_dlt_staging(pipeline)  # dlt leaves the merge's raw_files_staging schema in the warehouse
 
     if log.rows:
         table = landed_table_metadata(pipeline, SHARE_PRICES_KEY)

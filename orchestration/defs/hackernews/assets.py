@@ -19,7 +19,7 @@ from extract.hackernews.source import HackerNewsError, hackernews
 from orchestration.defs.hackernews.resources import HackerNewsApiResource
 from orchestration.lib.asset_keys import WAREHOUSE_POOL
 from orchestration.lib.dlt_translator import RawTableDltTranslator, landed_table_metadata
-from orchestration.lib.warehouse import WarehouseResource
+from orchestration.lib.warehouse import WarehouseResource, drop_dlt_staging
 
 PIPELINE_NAME, DATASET_NAME = "hackernews_items", "raw_hackernews"
 
@@ -74,6 +74,7 @@ def hackernews_assets(
                 pipeline.abort_packages()
                 raise dg.Failure(description=contract_violation(violation), metadata={"source": label}) from error
             raise
+        drop_dlt_staging(pipeline)  # dlt leaves the merge's raw_hackernews_staging schema in the warehouse
     row_counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
     for result in results:
         yield result._replace(

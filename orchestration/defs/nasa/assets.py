@@ -32,7 +32,7 @@ from orchestration.defs.nasa.resources import DEMO_KEY, NasaApiResource
 from orchestration.lib.asset_keys import WAREHOUSE_POOL
 from orchestration.lib.dlt_translator import RawTableDltTranslator, landed_table_metadata
 from orchestration.lib.planning import pending_partitions_metadata
-from orchestration.lib.warehouse import WarehouseResource
+from orchestration.lib.warehouse import WarehouseResource, drop_dlt_staging
 
 PIPELINE_NAME, DATASET_NAME = "nasa_neows", "raw_nasa"
 
@@ -144,6 +144,7 @@ def build_nasa_assets(first_day: str) -> dg.AssetsDefinition:
             # a window without objects on a fresh warehouse: create the close-approach table dlt made no rows for.
             # From a fresh view of the pipeline: dagster-dlt's metadata pops the types off the live schema's columns
             create_missing_tables(warehouse.dlt_pipeline(PIPELINE_NAME, DATASET_NAME))
+            drop_dlt_staging(pipeline)  # dlt leaves the merge's raw_nasa_staging schema in the warehouse
         row_counts = pipeline.last_trace.last_normalize_info.row_counts
         for result in results:
             table = result.asset_key.path[-1]
