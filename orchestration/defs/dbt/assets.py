@@ -1,35 +1,97 @@
-"""The dbt slice's assets: every model, seed and test in `dbt_project/`, keyed by where it lands.
+"""The dbt slice's assets: every model, seed and test in `dbt_project/`, keyed by where it lands, and in prod the
+publish step of Write-Audit-Publish (orchestration/lib/publish.py).
 
 A Python `@dbt_assets` rather than dagster-dbt's `DbtProjectComponent`: the op binds the warehouse resource (the
-prod-write guard and the environment's target), and after a prod build publishes the manifest into the warehouse,
-where every PR clone finds the state it is compared against. The component's state-backed manifest refresh would
-also add a second place that prepares the manifest; here `ensure_manifest()` does it, once, when it is stale.
+prod-write guard and the environment's target) and, in prod, builds into the audit slots. The component's
+state-backed manifest refresh would also add a second place that prepares the manifest; here `ensure_manifest()`
+does it, once, when it is stale.
 """
+
+import json
 
 import dagster as dg
 from dagster_dbt import dbt_assets
 
+from orchestration.lib import publish
 from orchestration.lib.asset_keys import WAREHOUSE_POOL
 from orchestration.lib.dbt import WarehouseDbtCliResource, dbt_project, ensure_manifest, prune_run_targets
 from orchestration.lib.dbt_translator import WarehouseDbtTranslator
-from orchestration.lib.meta import publish_prod_state
+from orchestration.lib.meta import META_SCHEMA
 from orchestration.lib.warehouse import WarehouseResource
 
+MANIFEST_PATH = ensure_manifest()
+TRANSLATOR = WarehouseDbtTranslator()
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=dbt_project,
-    dagster_dbt_translator=WarehouseDbtTranslator(),
-    pool=WAREHOUSE_POOL,
-)
+
+def _selected_models(context: dg.AssetExecutionContext, manifest: dict) -> set[str]:
+    return {
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and TRANSLATOR.get_asset_key(node) in context.selected_asset_keys
+    }
+
+
+@dbt_assets(manifest=MANIFEST_PATH, project=dbt_project, dagster_dbt_translator=TRANSLATOR, pool=WAREHOUSE_POOL)
 def dbt_models(context: dg.AssetExecutionContext, dbt: WarehouseDbtCliResource, warehouse: WarehouseResource):
     """`dbt build` of the selected models: tests run beside them and a failing test stops what is downstream.
 
-    In prod, the manifest is then published into the warehouse: every PR branch cloned from it compares against it.
+    In prod this is the build + audit of Write-Audit-Publish: the models land in their audit slots, readers keep
+    the published ones, and only a build whose every test passed is recorded for `elt_meta/wap_publishes`.
     """
     # no .fetch_row_counts(): it keeps a dbt-duckdb connection to the warehouse open in this process after the run
-    invocation = dbt.cli(["build"], context=context)
+    if warehouse.env_name != "prod":
+        yield from dbt.cli(["build"], context=context).stream()
+        prune_run_targets()
+        return
+    manifest = json.loads(MANIFEST_PATH.read_text())
+    models = publish.manifest_models(manifest)
+    selected = _selected_models(context, manifest)
+    with warehouse.connect() as con:
+        slots = publish.start_audit(con, models, selected)
+    invocation = dbt.cli(["build", "--vars", json.dumps({"wap_slots": slots})], context=context, raise_on_error=False)
     yield from invocation.stream()
-    if warehouse.env_name == "prod" and invocation.is_successful():
-        publish_prod_state(warehouse.environment, invocation.target_path / "manifest.json")
+    if not invocation.is_successful():
+        failures = publish.audit_failures(
+            invocation.get_artifact("run_results.json"), invocation.get_artifact("manifest.json")
+        )
+        prune_run_targets()
+        raise dg.Failure(
+            description="the audit failed, nothing is published (readers keep the previous tables; the audited "
+            "ones stay queryable in their `<schema>__slot_<x>` schemas):\n" + "\n".join(failures or ["dbt failed"]),
+            metadata={"failures": dg.MetadataValue.md("\n".join(f"- {line}" for line in failures))},
+        )
+    built = [model for model in models if model.name in selected]
+    with warehouse.connect() as con:
+        publish.record_audit(con, built, slots, (invocation.target_path / "manifest.json").read_text(), context.run_id)
     prune_run_targets()
+
+
+# the publish step waits for its dbt models and runs after them, in the same run or on its own (automation)
+PUBLISH_CONDITION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after the dbt models it publishes")
+
+
+@dg.asset(
+    key=[META_SCHEMA, publish.LOG_TABLE],
+    deps=list(dbt_models.keys),
+    pool=WAREHOUSE_POOL,
+    group_name="dbt",
+    kinds={"duckdb"},
+    automation_condition=PUBLISH_CONDITION,
+)
+def dbt_publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Publish of Write-Audit-Publish, prod only: every model whose audit passed becomes what readers see, in one
+    transaction. Skipped when the build + audit step fails; a no-op in dev and branch, which build in place."""
+    if warehouse.env_name != "prod":
+        return dg.MaterializeResult(metadata={"published": f"nothing: {warehouse.env_name} builds in place"})
+    with warehouse.connect() as con:
+        result = publish.publish(con, context.run_id)
+    if result.publish_id is None:
+        context.log.info("no audited models wait for publish")
+        return dg.MaterializeResult(metadata={"published": 0})
+    return dg.MaterializeResult(
+        metadata={"publish_id": result.publish_id, "published": len(result.models), "models": result.models}
+    )
