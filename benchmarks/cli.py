@@ -85,7 +85,8 @@ def print_table(results: dict) -> None:
     "only",
     type=click.Choice(STAGE_NAMES + OPTIONAL_STAGES),
     multiple=True,
-    help="Run only these stages (repeatable); default all but diff (`elt branch diff`, only when named).",
+    help="Run only these stages (repeatable); default all but diff (`elt branch diff`) and automation "
+    "(declarative automation's no-op / +1% orders cycles and the publish step), which run only when named.",
 )
 @click.option(
     "--output",

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import diff_stage, stages
+from benchmarks import automation_stage, diff_stage, stages
 from benchmarks.generate import PRODUCTS, Scale, add_order_increment, fill_shop, generate_files, remove_order_increment
 from benchmarks.measure import Run, run_in_child
 
@@ -90,7 +90,7 @@ class Stage:
 
 
 STAGE_NAMES = ("csv", "postgres", "nasa", "orchestration", "incremental", "noop")
-OPTIONAL_STAGES = ("diff",)  # run only when named with --stage
+OPTIONAL_STAGES = ("diff", "automation")  # run only when named with --stage
 
 
 @dataclass
@@ -178,6 +178,8 @@ class Bench:
                 )
             if {"orchestration", "incremental", "noop"} & set(self.only):
                 self._graph_stages(url, dataset.drop_dir, dataset.recorded_dir)
+            if "automation" in self.only:
+                self._automation_stages(url, dataset.drop_dir, dataset.recorded_dir)
         return self.stages
 
     @contextmanager
@@ -282,6 +284,80 @@ class Bench:
             stage(
                 "noop_rerun", "nothing new: shop extract + dbt build", "full run of the graph", Target("<=", 0.2), runs
             )
+
+    def _automation_stages(self, url: str, drop_dir: Path, recorded_dir: Path) -> None:
+        """Declarative automation (benchmarks/automation_stage.py): a full Dagster run, then from its snapshot a
+        cycle (orders load, one tick, the run it requests) with nothing new and one with +1% orders."""
+        scale, work = self.scale, self.work_dir / "automation"
+        extra = {"ELT_FILES_DROP_DIR": str(drop_dir), "ELT_SHOP_POSTGRES_URL": url}
+        graph_rows = scale.csv_rows + scale.shop_rows + scale.neo_rows
+        snapshot = work / "snapshot"
+
+        def expected(orders: int) -> dict[str, int]:
+            return {"raw_shop.orders": orders, "marts.fct_orders": orders, "raw_files.share_prices": scale.csv_rows}
+
+        full_runs = [
+            self._measure(
+                f"automation full Dagster run {number}",
+                automation_stage.full_run,
+                work / "full",
+                snapshot,
+                extra,
+                recorded_dir,
+                expected(scale.orders),
+            )
+            for number in range(1, self.repeat + 1)
+        ]
+        noop = [
+            self._measure(
+                f"automation no-op cycle {number}",
+                automation_stage.cycle,
+                work / "cycle",
+                snapshot,
+                extra,
+                expected(scale.orders),
+            )
+            for number in range(1, self.repeat + 1)
+        ]
+        orders, publishes = [], []
+        for number in range(1, self.repeat + 1):
+            added = add_order_increment(url, scale)
+            try:
+                run = self._measure(
+                    f"automation +1% orders cycle {number}",
+                    automation_stage.cycle,
+                    work / "cycle",
+                    snapshot,
+                    extra,
+                    expected(scale.orders + added),
+                )
+            finally:
+                remove_order_increment(url)
+            orders.append(run)
+            seconds = automation_stage.publish_seconds(work / "cycle")
+            if seconds is not None:
+                publishes.append(Run(seconds, run.rows, run.peak_mib, "publish step of the +1% orders run"))
+        reference = "full Dagster run of the graph (run_pipeline)"
+        for name, side, target, runs in [
+            ("automation_noop", "nothing new: orders load + tick, nothing launched", Target("<=", 0.05), noop),
+            ("automation_orders", "+1% orders: orders load + tick + the models it requests", Target("<=", 0.1), orders),
+        ]:
+            self.stages.append(Stage(name, "time", side, reference, target, graph_rows, runs, full_runs))
+        if publishes:
+            self.stages.append(
+                Stage(
+                    "wap_publish",
+                    "time",
+                    "publish step (+1% orders)",
+                    reference,
+                    None,
+                    graph_rows,
+                    publishes,
+                    full_runs,
+                )
+            )
+        else:
+            self.progress(f"wap_publish: {automation_stage.NO_PUBLISH}")
 
 
 def results_json(bench: Bench) -> dict[str, Any]:
