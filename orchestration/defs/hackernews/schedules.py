@@ -1,4 +1,7 @@
-"""The `hackernews_load` job and its schedule: every hour, the items posted since the last run (prod only)."""
+"""The `hackernews_load` job and its schedule: every hour, the items posted since the last run (prod only).
+`ELT_HACKERNEWS_CRON` moves the schedule (a cron expression, UTC; default `15 * * * *`)."""
+
+import os
 
 import dagster as dg
 
@@ -7,6 +10,7 @@ from orchestration.lib.automation import default_schedule_status
 from orchestration.lib.environment import resolve
 
 HACKERNEWS_JOB = "hackernews_load"
+CRON_SETTING, DEFAULT_CRON = "ELT_HACKERNEWS_CRON", "15 * * * *"
 
 hackernews_load = dg.define_asset_job(
     HACKERNEWS_JOB,
@@ -21,7 +25,7 @@ def schedules() -> dg.Definitions:
     hourly = dg.ScheduleDefinition(
         name=f"{HACKERNEWS_JOB}_hourly_schedule",
         job=hackernews_load,
-        cron_schedule="15 * * * *",
+        cron_schedule=os.environ.get(CRON_SETTING) or DEFAULT_CRON,
         execution_timezone="UTC",
         default_status=default_schedule_status(resolve()),
     )
