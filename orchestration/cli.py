@@ -74,6 +74,21 @@ def dev(dg_args: tuple[str, ...]) -> None:
     os.execv(str(dg_cli), [str(dg_cli), "dev", *dg_args])
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="ELT_SERVE_HOST")
+@click.option("--port", default=3000, show_default=True, envvar="ELT_SERVE_PORT", help="the webserver's port")
+@click.option("--grpc-port", default=4000, show_default=True, envvar="ELT_SERVE_GRPC_PORT", help="the code server's")
+def serve(host: str, port: int, grpc_port: int) -> None:
+    """Run Dagster's production topology (code server, webserver, daemon) on a PostgreSQL instance."""
+    from orchestration.serve import serve as run_topology
+
+    try:
+        code = run_topology(host, port, grpc_port, say=console.print)
+    except EnvironmentConfigError as error:
+        raise click.ClickException(str(error)) from error
+    sys.exit(code)
+
+
 @main.command(name="env")
 def show_env() -> None:
     """Print the resolved environment, its warehouse and dbt target, and which variables decided them."""
@@ -90,12 +105,38 @@ def show_env() -> None:
         console.print(f"  because {reason}")
 
 
+@main.group()
+def prod() -> None:
+    """Prod's published state (Write-Audit-Publish, orchestration/lib/publish.py)."""
+
+
+@prod.command()
+def rollback() -> None:
+    """Restore what prod published before its last publish (kept until the next one); again to undo it."""
+    import duckdb
+
+    from orchestration.lib import publish
+    from orchestration.lib.environment import open_for_write
+
+    try:
+        env = resolve()
+        if env.name != "prod":
+            raise EnvironmentConfigError(f"`elt prod rollback` acts on prod (this is {env.name}): set ELT_ENV=prod")
+        with duckdb.connect(open_for_write(env, env.warehouse)) as con:
+            result = publish.rollback(con)
+    except (EnvironmentConfigError, publish.PublishError, duckdb.IOException) as error:
+        raise click.ClickException(str(error)) from error
+    console.print(f"rolled back publish {result.publish_id - 1} of {env.warehouse}: {', '.join(result.models)}")
+
+
 def _register_subcommands() -> None:
     from benchmarks.cli import bench
     from orchestration.defs.branch.cli import branch
+    from orchestration.defs.dashboards.cli import dashboards
     from orchestration.scaffold import new
 
     main.add_command(branch)
+    main.add_command(dashboards)
     main.add_command(bench)
     main.add_command(new)
 
