@@ -155,7 +155,7 @@ class Bench:
                     Stage(
                         "postgres_to_raw",
                         "throughput",
-                        "replicate_shop (Sling)",
+                        "replicate_shop (snapshot on a first load, then Sling)",
                         "DuckDB postgres extension CTAS",
                         Target(">=", 0.3),
                     ),

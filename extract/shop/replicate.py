@@ -18,6 +18,7 @@ import yaml
 
 import extract  # noqa: F401  (points SLING_BINARY / DUCKDB_PATH at the bundled binaries before `sling` loads)
 from extract.shop.connection import describe, scrub
+from extract.shop.stall import stall_guard
 from extract.tooling import install_duckdb_extensions
 
 REPLICATION_CONFIG = Path(__file__).with_name("replication.yaml")
@@ -169,10 +170,13 @@ def replicate_shop(
         "SHOP": source_url,  # Sling resolves connection names from environment variables
         "WAREHOUSE": json.dumps({"type": "duckdb", "instance": str(duckdb_path)}),
     }
-    result = subprocess.run(
-        [sling.SLING_BIN, "run", "-r", str(config), *streams], env=env, capture_output=True, text=True, timeout=3600
-    )
+    with stall_guard() as guard:  # Sling can hang for good: stop it when it makes no progress
+        result = subprocess.run(
+            [sling.SLING_BIN, "run", "-r", str(config), *streams], env=env, capture_output=True, text=True, timeout=3600
+        )
     log = scrub(result.stdout + result.stderr, source_url)
+    if guard.stalled:
+        raise ShopReplicationError(f"Sling replication from {describe(source_url)} failed: {guard.stalled}")
     if result.returncode != 0:
         failures = "; ".join(failed_streams(log, config).values())
         raise ShopReplicationError(

@@ -24,6 +24,7 @@ from extract.shop.replicate import (
     stream_plans,
 )
 from extract.shop.snapshot import ShopSnapshotError, raw_tables_present, snapshot_shop
+from extract.shop.stall import stall_guard
 from extract.tooling import install_duckdb_extensions
 from orchestration.defs.shop.resources import ShopPostgresResource
 from orchestration.lib import motherduck
@@ -144,6 +145,35 @@ def _environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+class SlingStalled(RuntimeError):
+    """Sling stopped making progress twice in one step (extract/shop/stall.py)."""
+
+
+def _replicate(
+    context: dg.AssetExecutionContext, sling: SlingResource, plans: list[StreamPlan], sling_dir: Path
+) -> list[Any]:
+    """Sling's events for `plans`, under the stall guard: a Sling that hangs (seen with Sling 1.4.11 on a loaded
+    machine) is stopped and run once more; its killed attempt committed nothing. A second stall fails the step."""
+    stalls: list[str] = []
+    while True:
+        with _environment(sling_environment(sling_dir)), stall_guard() as guard:  # memory bounds, stall guard
+            try:
+                return list(
+                    sling.replicate(
+                        context=context,
+                        replication_config=_replication_for(plans),
+                        dagster_sling_translator=ShopSlingTranslator(),
+                    )
+                )
+            except Exception:
+                if not guard.stalled:
+                    raise
+        stalls.append(guard.stalled)
+        if len(stalls) == 2:
+            raise SlingStalled(f"{guard.stalled} (twice in this step)")
+        context.log.warning(f"{guard.stalled}; running Sling once more")
+
+
 @sling_assets(
     replication_config=REPLICATION_CONFIG,
     dagster_sling_translator=ShopSlingTranslator(),
@@ -195,15 +225,10 @@ def shop_assets(
                 ]
             )
             try:  # materialize the iterator here so Sling is done (and its DuckDB CLI gone) before we read back
-                with _environment(sling_environment(Path(warehouse.data_dir) / "sling")):  # Sling's memory bounds
-                    events = list(
-                        sling.replicate(
-                            context=context,
-                            replication_config=_replication_for(rest),
-                            dagster_sling_translator=ShopSlingTranslator(),
-                        )
-                    )
+                events = _replicate(context, sling, rest, Path(warehouse.data_dir) / "sling")
             except Exception as error:  # Sling's failure text is its whole log: keep it, minus the password
+                if isinstance(error, SlingStalled):
+                    raise dg.Failure(description=f"Sling replication from {source}: {error}") from None
                 sling_output = scrub(str(error), url)
                 # per failed stream what went wrong (a value that does not cast: its table, column and value)
                 failures = failed_streams(sling_output)
