@@ -28,6 +28,8 @@ class Automated:
     defs: dg.Definitions
     after_run: set[dg.AssetKey]  # what the automation requests right after `elt run`
     again: set[dg.AssetKey]  # ... and on the next tick
+    after_empty_orders: set[dg.AssetKey]  # after a scheduled orders load that found nothing new
+    orders_metadata: dict  # that load's materialization metadata of raw_shop/orders
     after_new_file: set[dg.AssetKey]  # after the drop sensor's run loaded a new file
     built: set[dg.AssetKey]  # what the run the automation launched materialized
     run_success: bool
@@ -61,6 +63,18 @@ def automated(tmp_path_factory: pytest.TempPathFactory) -> Automated:
         tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
         again = requested_keys(defs, tick)
 
+        # the intraday orders schedule's job runs with nothing new in the shop: Sling re-reads the row at its
+        # high-water mark, the load materializes, and no model may wake for it
+        orders = defs.resolve_job_def("shop_orders").execute_in_process(instance=instance, raise_on_error=False)
+        assert orders.success
+        [orders_event] = [
+            event.materialization.metadata
+            for event in orders.get_asset_materialization_events()
+            if event.asset_key == dg.AssetKey(["raw_shop", "orders"])
+        ]
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        after_empty_orders = requested_keys(defs, tick)
+
         # a new file arrives: the drop sensor registers it and requests its run, which loads it (as in prod)
         header = '"date","share_price","amount","spend","shift","spread"\n'
         lines = "".join(f'"{day}","{price}","1.0000","1.0000","1.0000","1.0000"\n' for day, price in NEW_ROWS)
@@ -82,7 +96,18 @@ def automated(tmp_path_factory: pytest.TempPathFactory) -> Automated:
 
         with duckdb.connect(resolve().warehouse, read_only=True) as con:
             dates = con.sql("select count(*) from marts.fct_share_prices_daily").fetchone()[0]
-    return Automated(defs, after_run, again, after_new_file, built, launched.success, settled, dates)
+    return Automated(
+        defs,
+        after_run,
+        again,
+        after_empty_orders,
+        {key: value.value for key, value in orders_event.items()},
+        after_new_file,
+        built,
+        launched.success,
+        settled,
+        dates,
+    )
 
 
 def test_every_dbt_model_has_the_automation_condition_and_no_cron_builds_them(automated):
@@ -119,6 +144,12 @@ def test_automation_sensor_runs_in_prod_only(tmp_path: Path, monkeypatch: pytest
 def test_with_no_new_data_the_automation_launches_no_model(automated):
     assert automated.after_run == set()
     assert automated.again == set()
+
+
+def test_an_orders_load_that_found_nothing_new_wakes_no_model(automated):
+    assert automated.orders_metadata["rows_loaded"] >= 1  # the row at the high-water mark, read again
+    assert automated.orders_metadata["rows_changed"] == 0
+    assert automated.after_empty_orders == set()
 
 
 def test_a_new_file_requests_exactly_the_share_price_models_downstream_of_it(automated):

@@ -32,10 +32,11 @@ def default_sensor_status(env: Environment) -> dg.DefaultSensorStatus:
 
 
 class LoadedNewRows(dg.AutomationCondition):
-    """True for an asset whose latest materialization landed rows: its `rows_loaded` metadata (what the dlt and
-    Sling loads report) is above zero, or absent (a dbt model, or a load that does not count). A scheduled load that
-    found nothing new still materializes; with this, a load that reports 0 rows does not wake the models downstream
-    (Sling's incremental orders stream re-reads its high-water-mark row, so it reports 1: see docs/dbt.md).
+    """True for an asset whose latest materialization landed rows: its `rows_changed` metadata (the shop's
+    incremental streams: rows past the previous high-water mark, since Sling's `>=` re-reads the rows at the mark)
+    or else its `rows_loaded` (what the dlt and Sling loads report) is above zero, or both are absent (a dbt model,
+    or a load that does not count). A scheduled load that found nothing new still materializes; with this, it does
+    not wake the models downstream.
     Partitions of a partitioned load are materialized only when loaded, so they count as new."""
 
     @property
@@ -46,9 +47,9 @@ class LoadedNewRows(dg.AutomationCondition):
         if context.partitions_def is not None or context.candidate_subset.is_empty:
             return dg.AutomationResult(context, context.candidate_subset)
         event = context.asset_graph_view.instance.get_latest_materialization_event(context.key)
-        rows = (
-            event.asset_materialization.metadata.get("rows_loaded") if event and event.asset_materialization else None
-        )
+        metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+        # an incremental load that re-reads its high-water mark says what was really new in `rows_changed`
+        rows = metadata.get("rows_changed", metadata.get("rows_loaded"))
         landed = rows is None or not isinstance(rows.value, int) or rows.value > 0
         return dg.AutomationResult(context, context.candidate_subset if landed else context.get_empty_subset())
 

@@ -265,4 +265,11 @@ def shop_assets(
             }
             if plan.mode == "incremental":
                 metadata["incremental_from"] = dg.MetadataValue.text(str(high_water_mark or "beginning"))
+            if plan.mode == "incremental" and plan.update_key and high_water_mark is not None:
+                # Sling's `>=` re-reads the rows at the high-water mark: what is new is what lies past it (the
+                # automation wakes the models downstream on this count, orchestration/lib/automation.py)
+                (changed,) = con.execute(
+                    f"select count(*) from {plan.table} where {plan.update_key} > ?", [high_water_mark]
+                ).fetchone()
+                metadata["rows_changed"] = dg.MetadataValue.int(changed)
             yield event._replace(metadata={**(event.metadata or {}), **metadata})
