@@ -54,6 +54,7 @@ def demo_row_counts(con) -> dict[str, int]:
         "raw_shop.customers": shop["customers"],
         "raw_shop.products": shop["products"],
         "raw_shop.orders": shop["orders"],
+        "raw_shop.deletions": 0,  # the demo deletes nothing: the tombstone table exists, empty
         "marts.dim_customers": shop["customers"],
         "marts.dim_products": shop["products"],
         "marts.fct_orders": orders_in_window,

@@ -223,8 +223,9 @@ def test_incremental_orders_match_a_full_refresh(raw_warehouse, tmp_path):
             " _sling_loaded_at = now() where order_id % 500 = 0 returning order_id"
         ).fetchall()
         added = con.execute(
-            "insert into raw_shop.orders select order_id + 1000000, customer_id, product_id, quantity, total_amount,"
-            " order_date + interval 30 day, now() from raw_shop.orders where order_id % 700 = 1 returning order_id"
+            "insert into raw_shop.orders select * replace (order_id + 1000000 as order_id,"
+            " order_date + interval 30 day as order_date, now() as _sling_loaded_at)"
+            " from raw_shop.orders where order_id % 700 = 1 returning order_id"
         ).fetchall()
     assert updated and added
     run_dbt("run", "-s", "fct_orders", "--vars", ALL_ROWS, warehouse=warehouse, target_path=target)
