@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -57,3 +59,18 @@ def install_duckdb_extensions(names: tuple[str, ...] = ("httpfs",)) -> None:
         for name in names:
             if name not in installed:
                 duckdb_extensions.import_extension(name, con=con)
+
+
+@contextmanager
+def scoped_environ(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set `variables` in os.environ for the block (what child processes and libpq read), then restore them."""
+    before = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -8,9 +8,6 @@ from there. replication.yaml stays the one place that says what is copied.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -20,6 +17,7 @@ import yaml
 
 from extract.shop.connection import describe, scrub
 from extract.shop.replicate import REPLICATION_CONFIG, SLING_DUCKDB_MEMORY_LIMIT, StreamPlan, stream_plans
+from extract.tooling import scoped_environ
 
 # Sling's names for the declared types -> DuckDB's
 _DECLARED = {"integer": "INTEGER", "bigint": "BIGINT", "timestamp": "TIMESTAMP", "text": "VARCHAR", "string": "VARCHAR"}
@@ -54,20 +52,6 @@ def libpq_environment(url: str) -> dict[str, str]:
     if sslmode := parse_qs(parts.query).get("sslmode"):
         variables["PGSSLMODE"] = sslmode[0]
     return variables
-
-
-@contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
-    before = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _duckdb_type(declared: str) -> str:
@@ -149,7 +133,7 @@ def snapshot_shop(
     spill = duckdb_path.parent / ".snapshot_spill"
     loaded: dict[str, Any] = {}
     with (
-        _environment(libpq_environment(source_url)),
+        scoped_environ(libpq_environment(source_url)),
         duckdb.connect(str(duckdb_path), config={"memory_limit": memory_limit, "temp_directory": str(spill)}) as con,
     ):
         try:

@@ -4,7 +4,6 @@
 import logging
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from extract.shop.replicate import (
 )
 from extract.shop.snapshot import ShopSnapshotError, raw_tables_present, snapshot_shop
 from extract.shop.stall import stall_guard
-from extract.tooling import install_duckdb_extensions
+from extract.tooling import install_duckdb_extensions, scoped_environ
 from orchestration.defs.shop.resources import ShopPostgresResource
 from orchestration.lib import motherduck
 from orchestration.lib.asset_keys import WAREHOUSE_POOL, table_asset_key
@@ -130,21 +129,6 @@ def _load_window(plan: StreamPlan, high_water_mark: Any) -> str:
     )
 
 
-@contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set `variables` for the processes started inside (dagster-sling passes os.environ to Sling), then restore."""
-    before = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 class SlingStalled(RuntimeError):
     """Sling stopped making progress twice in one step (extract/shop/stall.py)."""
 
@@ -156,7 +140,7 @@ def _replicate(
     machine) is stopped and run once more; its killed attempt committed nothing. A second stall fails the step."""
     stalls: list[str] = []
     while True:
-        with _environment(sling_environment(sling_dir)), stall_guard() as guard:  # memory bounds, stall guard
+        with scoped_environ(sling_environment(sling_dir)), stall_guard() as guard:  # memory bounds, stall guard
             try:
                 return list(
                     sling.replicate(
