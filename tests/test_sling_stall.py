@@ -124,7 +124,8 @@ def test_in_dagster_a_frozen_sling_is_run_once_more_and_the_step_succeeds(
         conn.execute("update data.orders set quantity = quantity + 1 where order_id = 1")
         (quantity,) = conn.execute("select quantity from data.orders where order_id = 1").fetchone()
 
-    monkeypatch.setenv(STALL_SETTING, "3")
+    # wide enough that the second, unfrozen Sling never idles that long on a busy machine (it did at 3 s)
+    monkeypatch.setenv(STALL_SETTING, "15")
     stop, frozen = threading.Event(), []
     freezer = threading.Thread(target=_freeze_sling_when_it_starts, args=(stop, frozen), daemon=True)
     freezer.start()
@@ -136,7 +137,7 @@ def test_in_dagster_a_frozen_sling_is_run_once_more_and_the_step_succeeds(
         stop.set()
         freezer.join()
     assert frozen and result.success  # the freezer stops only the first Sling; the second attempt loads
-    assert "Sling made no progress for 3 s" in log and "running Sling once more" in log
+    assert "Sling made no progress for 15 s" in log and "running Sling once more" in log
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.sql("select quantity from raw_shop.orders where order_id = 1").fetchone()[0] == quantity
         assert con.sql("select count(*) - count(distinct order_id) from raw_shop.orders").fetchone()[0] == 0
