@@ -10,32 +10,18 @@ import os
 import shutil
 import sys
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
+from extract.tooling import scoped_environ
 from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, Environment
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=REPO_ROOT)
 KEEP_RUN_TARGETS = 5  # dagster-dbt writes target/<op>-<id>/ per run; older ones are pruned
 _IGNORED = {"target", "logs", "dbt_packages"}
-
-
-@contextmanager
-def _environ(extra: Mapping[str, str]) -> Iterator[None]:
-    saved = {key: os.environ.get(key) for key in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _dbt_executable() -> str:
@@ -60,7 +46,7 @@ class WarehouseDbtCliResource(DbtCliResource):
         )
 
     def cli(self, args, **kwargs):
-        with _environ(self.env_vars):  # dagster-dbt builds the subprocess env from os.environ inside cli()
+        with scoped_environ(self.env_vars):  # dagster-dbt builds the subprocess env from os.environ inside cli()
             return super().cli(args, **kwargs)
 
     def _initialize_dbt_core_adapter(self, args):
