@@ -5,11 +5,13 @@
 of the process (orchestration/lib/environment.py); `load_definitions()` loads them afresh, as tests do.
 """
 
+import json
 from pathlib import Path
 
 import dagster as dg
 
 from orchestration.lib import dagster_patches
+from orchestration.lib.automation import source_freshness_policies, with_source_freshness
 from orchestration.lib.planning import PartitionedAssets
 
 dagster_patches.apply()  # a run waiting for a pool slot sleeps and hears Ctrl-C (see the module)
@@ -30,9 +32,15 @@ def load_definitions() -> dg.Definitions:
     Runs execute their steps in the run's own process (`in_process_executor`): every step that writes the warehouse
     waits for the one `duckdb_warehouse` slot anyway, so a process per step would buy no parallelism and cost a
     load of the definitions (dagster, dbt, dlt: about 15 s of CPU) for each step.
+
+    Each extract asset gets the freshness policy of the dbt sources it lands (orchestration/lib/automation.py).
     """
+    from orchestration.defs.dbt.assets import MANIFEST_PATH, TRANSLATOR  # loaded by the folder above already
+
     slices = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
-    return dg.Definitions.merge(slices, dg.Definitions(jobs=[elt_all], executor=dg.in_process_executor))
+    defs = dg.Definitions.merge(slices, dg.Definitions(jobs=[elt_all], executor=dg.in_process_executor))
+    manifest = json.loads(MANIFEST_PATH.read_text())
+    return with_source_freshness(defs, source_freshness_policies(manifest, TRANSLATOR.get_asset_key))
 
 
 @dg.definitions

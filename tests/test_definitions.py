@@ -118,3 +118,30 @@ def test_one_code_location_name_everywhere():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]
     assert project["dg"]["project"]["code_location_name"] == project["dagster"]["code_location_name"]
     assert project["dg"]["project"]["code_location_target_module"] == project["dagster"]["module_name"]
+
+
+def test_every_extract_asset_whose_sources_declare_freshness_has_that_freshness_policy(asset_graph, manifest):
+    """The UI shows a load that stopped as stale: an extract asset's policy is the tightest dbt `freshness:` of the
+    sources it lands (a dlt child table with `freshness: null` does not take the parent's away)."""
+    periods = {"minute": 60, "hour": 3600, "day": 86400}
+    expected: dict[dg.AssetKey, int] = {}
+    for source in manifest["sources"].values():
+        freshness = source.get("freshness") or {}
+        windows = [
+            threshold["count"] * periods[threshold["period"]]
+            for threshold in (freshness.get("error_after"), freshness.get("warn_after"))
+            if threshold and threshold.get("count")
+        ]
+        if windows:
+            key = raw_table_asset_key(source["schema"], source["identifier"])
+            # the fail window: error_after where set, else warn_after; across a key's tables the tightest
+            fail = windows[0] if (freshness.get("error_after") or {}).get("count") else windows[-1]
+            expected[key] = min(expected.get(key, fail), fail)
+    assert len(expected) >= 4, "the dbt sources declare freshness"
+    for key in extract_keys(asset_graph):
+        policy = asset_graph.get(key).freshness_policy
+        if key not in expected:
+            assert policy is None, f"{key.to_user_string()}: a policy no dbt source declares"
+            continue
+        assert policy is not None, f"{key.to_user_string()} has no freshness policy"
+        assert policy.fail_window.to_timedelta().total_seconds() == expected[key], key.to_user_string()

@@ -7,10 +7,13 @@ materialize when what they read has new data, and marts say when they are stale.
   latest materialization failed a blocking check. The automation condition sensor (`automation_sensor`) evaluates
   it and launches one run of exactly the models it requests; dagster-dbt turns that asset selection into
   `dbt build --select`, so a run builds only what is downstream of what changed.
-- A mart's freshness policy comes from the dbt `freshness:` of the sources it reads (`upstream_freshness_policy`).
+- A mart's freshness policy comes from the dbt `freshness:` of the sources it reads (`upstream_freshness_policy`),
+  an extract asset's from the `freshness:` of the dbt sources it lands (`source_freshness_policies`), so the UI
+  shows a load that stopped running and every mart it feeds as stale.
 """
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -112,13 +115,12 @@ def _upstream_sources(manifest: Mapping[str, Any], unique_id: str) -> set[str]:
     return sources
 
 
-def upstream_freshness_policy(manifest: Mapping[str, Any], unique_id: str) -> dg.FreshnessPolicy | None:
-    """A time-window freshness policy from the dbt `freshness:` of every source upstream of the node: it fails
-    after the tightest `error_after` (or `warn_after` where a source sets no error), and warns after the tightest
-    `warn_after` when that is earlier. None when no upstream source declares freshness."""
+def _policy(freshnesses: list[Mapping[str, Any]]) -> dg.FreshnessPolicy | None:
+    """The tightest time-window policy over dbt `freshness:` blocks: it fails after the tightest `error_after` (or
+    `warn_after` where a block sets no error), and warns after the tightest `warn_after` when that is earlier. None
+    when no block sets either."""
     fails, warns = [], []
-    for source_id in _upstream_sources(manifest, unique_id):
-        freshness = manifest["sources"][source_id].get("freshness") or {}
+    for freshness in freshnesses:
         warn, error = _window(freshness.get("warn_after")), _window(freshness.get("error_after"))
         if error or warn:
             fails.append(error or warn)
@@ -129,6 +131,40 @@ def upstream_freshness_policy(manifest: Mapping[str, Any], unique_id: str) -> dg
     fail = min(fails)
     warn = min(warns) if warns and min(warns) < fail else None
     return dg.FreshnessPolicy.time_window(fail_window=fail, warn_window=warn)
+
+
+def upstream_freshness_policy(manifest: Mapping[str, Any], unique_id: str) -> dg.FreshnessPolicy | None:
+    """A mart's policy: the tightest dbt `freshness:` of every source upstream of the node (see `_policy`). None
+    when no upstream source declares freshness."""
+    sources = _upstream_sources(manifest, unique_id)
+    return _policy([manifest["sources"][source_id].get("freshness") or {} for source_id in sources])
+
+
+def source_freshness_policies(
+    manifest: Mapping[str, Any], asset_key_of: Callable[[Mapping[str, Any]], dg.AssetKey]
+) -> dict[dg.AssetKey, dg.FreshnessPolicy]:
+    """Each extract asset's policy, from the dbt `freshness:` of the sources it lands (`asset_key_of`: the dbt
+    translator's key of a source, which is the extract asset's key). A dlt parent and its child tables share one
+    asset; a child table with `freshness: null` leaves the parent's policy alone. In Dagster the policy counts from
+    the asset's last materialization, so a load that ran and found nothing new is still fresh; dbt's source
+    freshness (`loaded_at_field`) is the check on the data itself."""
+    blocks: dict[dg.AssetKey, list[Mapping[str, Any]]] = {}
+    for source in manifest.get("sources", {}).values():
+        blocks.setdefault(asset_key_of(source), []).append(source.get("freshness") or {})
+    return {key: policy for key, found in blocks.items() if (policy := _policy(found))}
+
+
+def with_source_freshness(defs: dg.Definitions, policies: Mapping[dg.AssetKey, dg.FreshnessPolicy]) -> dg.Definitions:
+    """`defs` with each extract asset given its policy from `source_freshness_policies`, unless it sets its own."""
+
+    def add_policy(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.freshness_policy is not None or spec.key not in policies:
+            return spec
+        return spec.replace_attributes(freshness_policy=policies[spec.key])
+
+    with warnings.catch_warnings():  # `map_asset_specs` is marked preview in Dagster 1.13
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return defs.map_asset_specs(func=add_policy)
 
 
 def requested_keys(defs: dg.Definitions, evaluation: dg.EvaluateAutomationConditionsResult) -> set[dg.AssetKey]:
