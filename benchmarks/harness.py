@@ -142,7 +142,7 @@ class Bench:
             if "csv" in self.only:
                 self._pair(
                     Stage(
-                        "csv_to_raw", "throughput", "dlt share_price_files source", "DuckDB read_csv", Target(">=", 0.7)
+                        "csv_to_raw", "throughput", "dlt share_price_files source", "DuckDB read_csv", Target(">=", 0.5)
                     ),
                     stages.csv_platform,
                     stages.csv_reference,

@@ -170,6 +170,51 @@ def _warehouse(tmp_path: Path) -> WarehouseResource:
     return WarehouseResource.from_environment(resolve({"ELT_DATA_DIR": str(tmp_path / "data")}))
 
 
+def test_many_files_load_as_a_few_batches_and_a_bad_file_leaves_its_batch(tmp_path, monkeypatch):
+    """Files are staged in batches (one parquet, one dlt load job each) on several threads: every good file lands
+    with its own row numbers, a refused file (a repeated date, a ragged row) is named and left out of its batch
+    while the batch's other files load, and the load is the platform's bounded DuckDB destination."""
+    import extract.files.source as files_source
+    from extract.files.source import LoadLog
+
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    names = [f"2018-02-{day:02d}.csv" for day in range(1, 13)]
+    for name in names:
+        (drops / name).write_text(_csv(_row(1), _row(2), _row(3)))
+    (drops / names[4]).write_text(_csv(_row(1), _row(2), _row(2)))  # a repeated trading date
+    (drops / names[9]).write_text(_csv(_row(1), '"2018/09/02","1.0000"', _row(3)))  # 2 fields: not CSV
+    monkeypatch.setattr(files_source, "BATCH_BYTES", 3 * (drops / names[0]).stat().st_size)  # 2-3 files a batch
+    batches = files_source.plan_batches(files_source.list_drops(str(drops)))
+    assert 4 <= len(batches) <= 6 and sum(len(batch) for batch in batches) == len(names)
+
+    warehouse, log = _warehouse(tmp_path), LoadLog()
+    pipeline = warehouse.dlt_pipeline("files_share_prices", "raw_files")
+    info = pipeline.run(share_price_files(drop_dir=str(drops), log=log))
+    good = {name: 3 for name in names if name not in (names[4], names[9])}
+    assert _rows_per_file(Path(warehouse.location)) == good == log.rows
+    assert sorted(log.invalid) == [names[4], names[9]]
+    assert "row 3 (line 4), column date" in str(log.invalid[names[4]])
+    assert "line 3" in str(log.invalid[names[9]]) or "row 2" in str(log.invalid[names[9]])
+    jobs = [
+        job for job in info.load_packages[0].jobs["completed_jobs"] if job.job_file_info.table_name == "share_prices"
+    ]
+    # one load job per batch, not per file; the batch DuckDB could not parse (the ragged file) is staged again file
+    # by file, so its two good files are two jobs
+    assert len(jobs) == len(batches) + 1
+    with duckdb.connect(warehouse.location, read_only=True) as con:
+        numbered = con.sql(
+            "select _source_file, list(_source_row order by _source_row) = range(1, count(*) + 1) "
+            "from raw_files.share_prices group by 1"
+        ).fetchall()
+    assert all(in_order for _, in_order in numbered) and len(numbered) == len(good)
+    with pipeline.sql_client() as client:  # dlt's own connection to the warehouse
+        [(limit, ordered)] = client.execute_sql(
+            "select current_setting('memory_limit'), current_setting('preserve_insertion_order')"
+        )
+    assert limit == "488.2 MiB" and ordered is False  # 512MB (LOAD_MEMORY_LIMIT), order not kept
+
+
 def _run_files(instance: dg.DagsterInstance, location: str, warehouse: WarehouseResource, keys: list[str]):
     """The `files_load` job over a range of file partitions, as a backfill or `elt run` launches it."""
     defs = dg.Definitions(

@@ -52,18 +52,26 @@ class InvalidDropFile(ValueError):
         super().__init__(f"{file}: {rows} the integrity check: {detail}{more}")
 
 
-def _rules() -> list[tuple[str, str, str]]:
-    """Per checked column: (name, a fast predicate true for a failing value, a CASE naming the problem).
+TRADING_DATE = "_trading_date"  # the parsed `date`, computed once per row (`_with_trading_date`)
 
-    The predicates are what the clean path costs (one scan, cheap casts first); the CASEs run only on a failing file.
+
+def _with_trading_date(relation: str) -> str:
+    return f"(select *, try_strptime(\"date\", '{DATE_FORMAT}') as {TRADING_DATE} from {relation})"
+
+
+def _rules() -> list[tuple[str, str, str]]:
+    """Per checked column: (name, a fast predicate true for a failing value, a CASE naming the problem), over
+    `_with_trading_date(relation)`.
+
+    The predicates are what the clean path costs (one scan, one cast per value: a number column's `trim` runs only
+    where the cast failed, inside the CASE); the naming CASEs run only on a failing file.
     """
     number = f"try_cast({{c}} as {NUMBER_TYPE})"
     empty = "nullif(trim({c}), '') is null"
-    date = 'try_strptime("date", \'' + DATE_FORMAT + "')"
     rules = [
         (
             "date",
-            f"{date} is null",
+            f"{TRADING_DATE} is null",
             f"""case when {empty.format(c='"date"')} then 'is empty'
                 else 'is not a date like 2018/09/28' end""",
         ),
@@ -79,7 +87,8 @@ def _rules() -> list[tuple[str, str, str]]:
         rules.append(
             (
                 column,
-                f"{number.format(c=quoted)} is null and not {empty.format(c=quoted)}",
+                # failing: not a number and not empty (empty is NULL in staging)
+                f"case when {number.format(c=quoted)} is not null then false else not {empty.format(c=quoted)} end",
                 "'is not a number'",
             )
         )
@@ -114,14 +123,27 @@ def check_header(file: str, header: list[str]) -> None:
         raise InvalidDropFile(file, 0, problems)
 
 
+def passing_files(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, int]:
+    """The clean path over many files' staged rows at once (`relation`: VARCHAR columns plus `_source_file` and
+    `_source_row`): one scan, grouped by file; returns the row count of each file that passes. A file missing from
+    the result failed (or has no rows): `check_share_prices` on its rows alone says why."""
+    any_failing = " or ".join(f"({predicate})" for _, predicate, _ in _rules())
+    rows = con.execute(
+        f"""select _source_file, count(*), count(*) filter ({any_failing}), count({TRADING_DATE}),
+                count(distinct {TRADING_DATE})
+            from {_with_trading_date(relation)} group by _source_file"""
+    ).fetchall()
+    return {file: count for file, count, failing, dated, dates in rows if not failing and dated == dates}
+
+
 def check_share_prices(con: duckdb.DuckDBPyConnection, relation: str, file: str) -> int:
     """Check a drop file's rows (`relation`: its VARCHAR columns plus `_source_row`); returns the row count, raises
     InvalidDropFile with the failing rows' count and a sample."""
     rules = _rules()
+    relation = _with_trading_date(relation)
     any_failing = " or ".join(f"({predicate})" for _, predicate, _ in rules)
-    trading_date = 'try_strptime("date", \'' + DATE_FORMAT + "')"
     rows, failing, dated, dates = con.execute(
-        f"""select count(*), count(*) filter ({any_failing}), count({trading_date}), count(distinct {trading_date})
+        f"""select count(*), count(*) filter ({any_failing}), count({TRADING_DATE}), count(distinct {TRADING_DATE})
             from {relation}"""
     ).fetchone()
     if rows == 0:
@@ -137,10 +159,10 @@ def check_share_prices(con: duckdb.DuckDBPyConnection, relation: str, file: str)
     checks.append(
         f"""select _source_row as row, {len(rules)} as position, 'date' as "column", "date" as value,
             'repeats the trading date of row ' || first_row || ' (line ' || (first_row + 1) || ')' as problem
-        from (select _source_row, "date", {trading_date} as trading_date,
-                min(_source_row) over (partition by {trading_date}) as first_row
+        from (select _source_row, "date", {TRADING_DATE},
+                min(_source_row) over (partition by {TRADING_DATE}) as first_row
               from {relation})
-        where trading_date is not null and _source_row > first_row"""
+        where {TRADING_DATE} is not null and _source_row > first_row"""
     )
     failing_rows, sample = con.execute(
         f"""with checks as ({" union all ".join(checks)})
