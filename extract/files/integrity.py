@@ -123,15 +123,19 @@ def check_header(file: str, header: list[str]) -> None:
         raise InvalidDropFile(file, 0, problems)
 
 
+def _clean_path_counts(rules: list[tuple[str, str, str]]) -> str:
+    """The aggregates a clean file is judged by: its rows, how many fail a rule, how many have a trading date and
+    how many distinct ones (a file passes with rows, none failing and no date repeated)."""
+    any_failing = " or ".join(f"({predicate})" for _, predicate, _ in rules)
+    return f"count(*), count(*) filter ({any_failing}), count({TRADING_DATE}), count(distinct {TRADING_DATE})"
+
+
 def passing_files(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, int]:
     """The clean path over many files' staged rows at once (`relation`: VARCHAR columns plus `_source_file` and
     `_source_row`): one scan, grouped by file; returns the row count of each file that passes. A file missing from
     the result failed (or has no rows): `check_share_prices` on its rows alone says why."""
-    any_failing = " or ".join(f"({predicate})" for _, predicate, _ in _rules())
     rows = con.execute(
-        f"""select _source_file, count(*), count(*) filter ({any_failing}), count({TRADING_DATE}),
-                count(distinct {TRADING_DATE})
-            from {_with_trading_date(relation)} group by _source_file"""
+        f"select _source_file, {_clean_path_counts(_rules())} from {_with_trading_date(relation)} group by _source_file"
     ).fetchall()
     return {file: count for file, count, failing, dated, dates in rows if not failing and dated == dates}
 
@@ -141,11 +145,7 @@ def check_share_prices(con: duckdb.DuckDBPyConnection, relation: str, file: str)
     InvalidDropFile with the failing rows' count and a sample."""
     rules = _rules()
     relation = _with_trading_date(relation)
-    any_failing = " or ".join(f"({predicate})" for _, predicate, _ in rules)
-    rows, failing, dated, dates = con.execute(
-        f"""select count(*), count(*) filter ({any_failing}), count({TRADING_DATE}), count(distinct {TRADING_DATE})
-            from {relation}"""
-    ).fetchone()
+    rows, failing, dated, dates = con.execute(f"select {_clean_path_counts(rules)} from {relation}").fetchone()
     if rows == 0:
         raise InvalidDropFile(file, 0, [Problem(None, None, None, "has no data rows under the header")])
     if not failing and dated == dates:

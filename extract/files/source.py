@@ -139,27 +139,36 @@ class StagedBatch:
     invalid: dict[str, InvalidDropFile] = field(default_factory=dict)
 
 
+def _deleted_since_listed(drop: DropFile, location: str) -> InvalidDropFile:
+    problem = Problem(None, None, None, f"is no longer in the drop location {location}")
+    return InvalidDropFile(drop.name, 0, [problem])
+
+
 def _stage_one_by_one(
-    con: duckdb.DuckDBPyConnection, drops: list[DropFile], loaded_at: datetime, folder: Path, batch: StagedBatch
+    con: duckdb.DuckDBPyConnection,
+    drops: list[DropFile],
+    location: str,
+    loaded_at: datetime,
+    folder: Path,
+    batch: StagedBatch,
 ) -> StagedBatch:
     for drop in drops:
         try:
             staged, rows = stage_share_price_file(con, drop, loaded_at, folder)
         except InvalidDropFile as invalid:
             batch.invalid[drop.name] = invalid
-        except FileNotFoundError:  # deleted since it was listed
-            problem = Problem(None, None, None, f"is no longer in the drop location {Path(drop.url).parent}")
-            batch.invalid[drop.name] = InvalidDropFile(drop.name, 0, [problem])
+        except FileNotFoundError:
+            batch.invalid[drop.name] = _deleted_since_listed(drop, location)
         else:
             batch.imports.append((staged, {drop.name: rows}))
     return batch
 
 
 def stage_share_price_batch(
-    con: duckdb.DuckDBPyConnection, drops: list[DropFile], loaded_at: datetime, folder: Path
+    con: duckdb.DuckDBPyConnection, drops: list[DropFile], location: str, loaded_at: datetime, folder: Path
 ) -> StagedBatch:
-    """Stage several drop files into one parquet file in `folder` and check them; a file that fails is recorded in
-    the result and left out. `con` is used by this call alone (a cursor per thread)."""
+    """Stage several drop files of the drop `location` into one parquet file in `folder` and check them; a file that
+    fails is recorded in the result and left out. `con` is used by this call alone (a cursor per thread)."""
     batch, readable = StagedBatch(), []
     for drop in drops:  # name and header first: cheap, and a file failing them is not read
         try:
@@ -169,9 +178,8 @@ def stage_share_price_batch(
             readable.append((drop, header))
         except InvalidDropFile as invalid:
             batch.invalid[drop.name] = invalid
-        except FileNotFoundError:  # deleted since it was listed
-            problem = Problem(None, None, None, f"is no longer in the drop location {Path(drop.url).parent}")
-            batch.invalid[drop.name] = InvalidDropFile(drop.name, 0, [problem])
+        except FileNotFoundError:
+            batch.invalid[drop.name] = _deleted_since_listed(drop, location)
     if not readable:
         return batch
     query = " union all ".join(_file_read(header) for _, header in readable)
@@ -179,7 +187,7 @@ def stage_share_price_batch(
     try:
         staged = _copy_to_parquet(con, query, parameters, folder)
     except (duckdb.InvalidInputException, duckdb.IOException):  # which file, which line: staged alone, it says
-        return _stage_one_by_one(con, [drop for drop, _ in readable], loaded_at, folder, batch)
+        return _stage_one_by_one(con, [drop for drop, _ in readable], location, loaded_at, folder, batch)
     relation = f"read_parquet('{staged}')"
     passing = passing_files(con, relation)
     for drop, _ in readable:
@@ -279,7 +287,8 @@ def share_price_files(
             def submit() -> None:
                 while batches and cursors:
                     cursor = cursors.pop()
-                    future = pool.submit(stage_share_price_batch, cursor, batches.popleft(), loaded_at, Path(folder))
+                    batch = batches.popleft()
+                    future = pool.submit(stage_share_price_batch, cursor, batch, str(drop_dir), loaded_at, Path(folder))
                     pending.append((future, cursor))
 
             try:
