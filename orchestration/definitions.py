@@ -12,6 +12,8 @@ import dagster as dg
 
 from orchestration.lib import dagster_patches
 from orchestration.lib.automation import source_freshness_policies, with_source_freshness
+from orchestration.lib.dbt import ensure_manifest
+from orchestration.lib.dbt_translator import WarehouseDbtTranslator
 from orchestration.lib.planning import PartitionedAssets
 
 dagster_patches.apply()  # a run waiting for a pool slot sleeps and hears Ctrl-C (see the module)
@@ -35,12 +37,10 @@ def load_definitions() -> dg.Definitions:
 
     Each extract asset gets the freshness policy of the dbt sources it lands (orchestration/lib/automation.py).
     """
-    from orchestration.defs.dbt.assets import MANIFEST_PATH, TRANSLATOR  # loaded by the folder above already
-
     slices = dg.load_from_defs_folder(path_within_project=Path(__file__).parent)
     defs = dg.Definitions.merge(slices, dg.Definitions(jobs=[elt_all], executor=dg.in_process_executor))
-    manifest = json.loads(MANIFEST_PATH.read_text())
-    return with_source_freshness(defs, source_freshness_policies(manifest, TRANSLATOR.get_asset_key))
+    manifest = json.loads(ensure_manifest().read_text())  # prepared by the dbt slice above: only read here
+    return with_source_freshness(defs, source_freshness_policies(manifest, WarehouseDbtTranslator().get_asset_key))
 
 
 @dg.definitions
