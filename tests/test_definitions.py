@@ -145,3 +145,20 @@ def test_every_extract_asset_whose_sources_declare_freshness_has_that_freshness_
             continue
         assert policy is not None, f"{key.to_user_string()} has no freshness policy"
         assert policy.fail_window.to_timedelta().total_seconds() == expected[key], key.to_user_string()
+
+
+def test_dbt_resource_knows_the_installed_dbt_version_without_starting_dbt(monkeypatch):
+    # dagster-dbt runs `dbt --version` once per resource, that is once per run (about 4 s of dbt's imports); the
+    # platform's resource reads the installed dbt-core's version instead, and it is the version `dbt` reports
+    import subprocess
+
+    from orchestration.lib.dbt import WarehouseDbtCliResource, _dbt_executable
+
+    reported = subprocess.run([_dbt_executable(), "--version"], capture_output=True, text=True, check=True).stdout
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"dbt was started to learn its version: {args}")
+
+    monkeypatch.setattr("dagster_dbt.core.resource.check_output", refuse)
+    resource = WarehouseDbtCliResource(project_dir="dbt_project", dbt_executable=_dbt_executable())
+    assert f"installed: {resource._cli_version}" in reported

@@ -11,10 +11,14 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import cached_property
+from importlib import metadata
 from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
+from packaging import version
 
 from extract.tooling import scoped_environ
 from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, Environment
@@ -48,6 +52,15 @@ class WarehouseDbtCliResource(DbtCliResource):
     def cli(self, args, **kwargs):
         with scoped_environ(self.env_vars):  # dagster-dbt builds the subprocess env from os.environ inside cli()
             return super().cli(args, **kwargs)
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        """dagster-dbt runs `dbt --version` once per resource, so once per run (about 4 s: dbt's imports); the dbt
+        beside this Python is the installed dbt-core, whose version the package metadata gives at once."""
+        if Path(self.dbt_executable).parent == Path(sys.executable).parent:
+            with suppress(metadata.PackageNotFoundError):
+                return version.parse(metadata.version("dbt-core"))
+        return super()._cli_version
 
     def _initialize_dbt_core_adapter(self, args):
         """No in-process dbt adapter: dagster-dbt opens one before every command (about 5 s here) only to fetch row
