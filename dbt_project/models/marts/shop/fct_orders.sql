@@ -5,8 +5,9 @@
         unique_key='order_id',
         on_schema_change='append_new_columns',
         post_hook=[
-            "delete from {{ this }} where order_id in (select row_id from {{ ref('stg_shop__deletions') }}
-             where table_name = 'orders') and order_id not in (select order_id from {{ ref('stg_shop__orders') }})"
+            "delete from {{ this }} where order_id in (select deletion.row_id from {{ ref('stg_shop__deletions') }}
+             as deletion where deletion.table_name = 'orders' and not exists (select 1 from
+             {{ ref('stg_shop__orders') }} as staged where staged.order_id = deletion.row_id))"
         ]
     )
 }}

@@ -18,7 +18,7 @@ renamed as (
 
         ----------  timestamps
         cast(deleted_at as timestamp) as deleted_at,
-        {{ to_loaded_at('_sling_loaded_at') }} as loaded_at
+        {{ to_loaded_at('_sling_loaded_at', source('shop', 'deletions')) }} as loaded_at
 
     from source
 
