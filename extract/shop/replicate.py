@@ -11,9 +11,13 @@ import os
 import re
 import shlex
 import subprocess
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import duckdb
+import psycopg
 import yaml
 
 import extract  # noqa: F401  (points SLING_BINARY / DUCKDB_PATH at the bundled binaries before `sling` loads)
@@ -81,6 +85,7 @@ class StreamPlan:
     mode: str  # `full-refresh` or `incremental`
     update_key: str | None = None
     primary_key: tuple[str, ...] = ()
+    sql: str | None = None  # the stream's own select (`{incremental_value}` is the high-water mark), if it has one
 
 
 def stream_plans(config: Path = REPLICATION_CONFIG) -> dict[str, StreamPlan]:
@@ -99,8 +104,79 @@ def stream_plans(config: Path = REPLICATION_CONFIG) -> dict[str, StreamPlan]:
             mode=settings.get("mode", "full-refresh"),
             update_key=settings.get("update_key"),
             primary_key=(primary_key,) if isinstance(primary_key, str) else tuple(primary_key),
+            sql=settings.get("sql"),
         )
     return plans
+
+
+def window_sql(plan: StreamPlan, high_water_mark: Any) -> str:
+    """The select Sling runs in PostgreSQL for an incremental stream that continues from `high_water_mark`: the
+    stream's own `sql` with `{incremental_value}` rendered as Sling renders it (a quoted literal), else Sling's
+    default `select * .. where <update_key> >= <mark>` (this replication reads at or after the mark)."""
+    literal = "null" if high_water_mark is None else "'" + str(high_water_mark).replace("'", "''") + "'"
+    if plan.sql:
+        return plan.sql.replace("{incremental_value}", literal)
+    if high_water_mark is None:
+        return f"select * from {plan.stream}"
+    return f"select * from {plan.stream} where {plan.update_key} >= {literal}"
+
+
+def unchanged_streams(
+    url: str, plans: Iterable[StreamPlan], high_water_marks: Mapping[str, Any], raw_query: Callable[..., Any]
+) -> set[str]:
+    """The incremental streams with nothing new in PostgreSQL, by target table: Sling would re-read only rows that
+    the raw table already holds, so it need not start (it costs ~5 s of fixed cost a run; the high-water mark is
+    the raw table's own maximum, no state is kept that a skipped run would miss).
+
+    `high_water_marks` holds the raw tables that exist (None: empty). A stream counts as unchanged when its read
+    returns no row, or (with a mark) when every row it returns has `update_key` equal to the mark (none past it)
+    and those rows are as many as the raw table's rows at the mark, with the same sum of ids where the primary key
+    is one number column: a row committed later with the mark's timestamp, or one updated since, makes Sling run.
+    A column added or dropped in PostgreSQL (the read's columns are not the raw table's) makes Sling run too.
+    `raw_query(sql, params)` returns the rows of a query on the warehouse. Any error here means "run Sling": the
+    check only ever skips work."""
+    unchanged: set[str] = set()
+    candidates = [
+        plan for plan in plans if plan.mode == "incremental" and plan.update_key and plan.table in high_water_marks
+    ]
+    if not candidates:
+        return unchanged
+    with psycopg.connect(url, connect_timeout=10) as con:
+        for plan in candidates:
+            mark = high_water_marks[plan.table]
+            key = plan.primary_key[0] if len(plan.primary_key) == 1 else None
+            id_sum = f"coalesce(sum({key}::numeric), 0)" if key else "0"
+            try:
+                window = window_sql(plan, mark)
+                # a column added or dropped in PostgreSQL: Sling runs, and its schema drift handling applies
+                source_columns = {column.name.lower() for column in con.execute(f"{window} limit 0").description}
+                raw_columns = {
+                    name.lower()
+                    for (name,) in raw_query(
+                        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
+                        plan.table.split("."),
+                    )
+                }
+                if source_columns != raw_columns - {"_sling_loaded_at"}:
+                    continue
+                count, ids, newest = con.execute(
+                    f"select count(*), {id_sum}, max({plan.update_key}) from ({window}) as window_rows"
+                ).fetchone()
+                if count == 0:
+                    unchanged.add(plan.table)
+                    continue
+                if mark is None or newest != mark:
+                    continue
+                raw_id_sum = f"coalesce(sum(cast({key} as hugeint)), 0)" if key else "0"
+                ((raw_count, raw_ids),) = raw_query(
+                    f"select count(*), {raw_id_sum} from {plan.table} where {plan.update_key} = ?", [mark]
+                )
+            except (psycopg.Error, duckdb.Error):
+                con.rollback()
+                continue
+            if count == raw_count and int(ids) == int(raw_ids):
+                unchanged.add(plan.table)
+    return unchanged
 
 
 def rows_loaded(sling_log: str) -> dict[str, int]:
