@@ -261,12 +261,13 @@ def shop_assets(
                 ) from None
             sling_log = scrub("\n".join(sling.stream_raw_logs()), url)  # dagster-sling logs it at debug level
     loaded = rows_loaded(sling_log)
-    bulk_results = [
+    # the tables Sling did not copy this run: the snapshot's, and those with nothing new past their mark
+    without_sling = [
         dg.MaterializeResult(asset_key=table_asset_key(RAW_SCHEMA, table.split(".")[-1]))
         for table in [*snapshot, *sorted(unchanged)]
     ]
     with warehouse.connect(read_only=True) as con:  # counts in-process: `sling conns exec` costs ~1 s a table
-        for event in [*bulk_results, *events]:
+        for event in [*without_sling, *events]:
             plan = plans[event.asset_key.path[-1]]
             high_water_mark = high_water_marks.get(plan.table)
             metadata: dict[str, Any] = {
