@@ -14,6 +14,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
+OWNER_VARIABLE = "ELT_OWNER_PROCESS"
+
 
 def _duckdb_cli() -> str | None:
     candidate = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -74,3 +78,12 @@ def scoped_environ(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def owner_environ() -> dict[str, str]:
+    """The variable that names this process as the owner of a tool it starts (dbt, Sling and the DuckDB CLI Sling
+    starts in turn): `<pid>:<start time>`. A process killed with SIGKILL cannot stop its children, and a dbt or Sling
+    that outlives its run keeps the warehouse file locked; orchestration/lib/runs.py ends the processes whose owner
+    is gone."""
+    me = psutil.Process()
+    return {OWNER_VARIABLE: f"{me.pid}:{me.create_time():.3f}"}

@@ -23,7 +23,7 @@ import yaml
 import extract  # noqa: F401  (points SLING_BINARY / DUCKDB_PATH at the bundled binaries before `sling` loads)
 from extract.shop.connection import describe, scrub
 from extract.shop.stall import stall_guard
-from extract.tooling import install_duckdb_extensions
+from extract.tooling import install_duckdb_extensions, owner_environ
 
 REPLICATION_CONFIG = Path(__file__).with_name("replication.yaml")
 
@@ -54,10 +54,12 @@ def sling_environment(work_dir: Path) -> dict[str, str]:
     reads no profile: a `.duckdbrc` breaks Sling's reading of its output), and `GOMEMLIMIT` bounds Sling's heap.
     `ELT_SLING_DUCKDB_MEMORY_LIMIT` overrides the CLI's limit; a GOMEMLIMIT already set is kept. Sling also gets a
     home of its own (`SLING_HOME_DIR`, unless set): its state database in ~/.sling is shared by every Sling on the
-    machine, and runs were seen hanging on it while other Sling processes ran."""
+    machine, and runs were seen hanging on it while other Sling processes ran. `ELT_OWNER_PROCESS` names this process
+    as Sling's owner (extract.tooling.owner_environ)."""
     environment = {
         "GOMEMLIMIT": os.environ.get("GOMEMLIMIT", SLING_GO_MEMORY_LIMIT),
         "SLING_HOME_DIR": os.environ.get("SLING_HOME_DIR", str(work_dir / "home")),
+        **owner_environ(),
     }
     cli = os.environ.get("DUCKDB_PATH")  # the bundled CLI (extract.tooling)
     if not cli or Path(cli).parent == work_dir:

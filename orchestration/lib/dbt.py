@@ -20,7 +20,7 @@ from pathlib import Path
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
-from extract.tooling import scoped_environ
+from extract.tooling import owner_environ, scoped_environ
 from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, Environment
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=REPO_ROOT)
@@ -50,7 +50,9 @@ class WarehouseDbtCliResource(DbtCliResource):
         )
 
     def cli(self, args, **kwargs):
-        with scoped_environ(self.env_vars):  # dagster-dbt builds the subprocess env from os.environ inside cli()
+        # dagster-dbt builds the subprocess env from os.environ inside cli(); the owner variable lets the next run end
+        # a dbt left running by a run killed with SIGKILL (orchestration/lib/runs.py)
+        with scoped_environ({**self.env_vars, **owner_environ()}):
             return super().cli(args, **kwargs)
 
     @cached_property

@@ -11,6 +11,10 @@ execute in the caller's process (`elt run`, the tests, the benchmark) have no mo
   frees slots still held by runs that ended. Runs on other hosts are left to the daemon's run monitoring; on a
   local (sqlite) instance, runs without our tags (`dg launch`, `dagster dev`'s run workers) are judged by the pid
   Dagster itself records in their engine events;
+- `end_leftover_processes()` (run by `reap_orphaned_runs`) ends the dbt and Sling processes whose owner is gone: a run
+  killed with SIGKILL cannot stop its children, and a dbt or Sling left running holds the warehouse file's lock, so
+  the next run's loads fail with DuckDB's "Could not set lock on file". Each tool is started with its owner in its
+  environment (`ELT_OWNER_PROCESS`, extract.tooling.owner_environ), which is how it is recognised here;
 - `one_runner()` lets one whole-pipeline pass at a time run on an instance (an OS file lock, freed on any death);
 - `wait_for_pool()` waits, before a run starts, until the pool has a free slot: it says which run holds it (job,
   step, pid, since when), sleeps between checks, reaps runs that died meanwhile, and Ctrl-C / SIGTERM end it.
@@ -18,10 +22,11 @@ execute in the caller's process (`elt run`, the tests, the benchmark) have no mo
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +35,8 @@ import dagster as dg
 import psutil
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 from filelock import FileLock, Timeout
+
+from extract.tooling import OWNER_VARIABLE
 
 HOST_TAG, PID_TAG, PROCESS_STARTED_TAG = "elt/host", "elt/pid", "elt/process_started"
 IN_PROGRESS = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
@@ -93,9 +100,71 @@ def orphan_reason(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | Non
     return f"its process (pid {process.pid}) is gone: killed, out of memory or the machine stopped"
 
 
+def _owner_gone(owner: str) -> bool:
+    pid, _, started = owner.partition(":")
+    try:
+        return abs(psutil.Process(int(pid)).create_time() - float(started)) > 1.0
+    except psutil.NoSuchProcess:
+        return True
+    except (ValueError, psutil.AccessDenied):
+        return False
+
+
+def leftover_processes() -> list[tuple[psutil.Process, str]]:
+    """This machine's processes started by an owner that is gone (OWNER_VARIABLE in their environment), with it."""
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            owner = process.environ().get(OWNER_VARIABLE)
+        except (psutil.Error, OSError):  # gone meanwhile, a zombie, or another user's
+            continue
+        if owner and _owner_gone(owner):
+            found.append((process, owner))
+    return found
+
+
+def _ended(process: psutil.Process) -> bool:
+    try:
+        return process.status() == psutil.STATUS_ZOMBIE  # dead, waiting for its new parent to reap it
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_ended(processes: list[psutil.Process], timeout_s: float) -> list[psutil.Process]:
+    """The processes still alive after up to `timeout_s` (they are not our children: no wait(), poll them)."""
+    deadline = time.monotonic() + timeout_s
+    alive = [process for process in processes if not _ended(process)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [process for process in alive if not _ended(process)]
+    return alive
+
+
+def end_leftover_processes(say: Callable[[str], None] = print, grace_s: float = 5.0) -> list[int]:
+    """End (SIGTERM, then SIGKILL after `grace_s`) every dbt or Sling left running by a process that is gone, and
+    wait until they are gone (their locks freed); returns their pids."""
+    ended = []
+    for process, owner in leftover_processes():
+        try:
+            command = " ".join(process.cmdline()[:3]) or process.name()
+            process.terminate()
+        except psutil.Error:
+            continue
+        say(f"ending pid {process.pid} ({command}): left running by pid {owner.partition(':')[0]}, which is gone")
+        ended.append(process)
+    for process in _wait_ended(ended, grace_s):
+        with suppress(psutil.Error):
+            process.kill()
+    _wait_ended(ended, grace_s)
+    return [process.pid for process in ended]
+
+
 def reap_orphaned_runs(instance: dg.DagsterInstance, say: Callable[[str], None] = print) -> list[str]:
-    """Mark failed every in-progress run whose process is gone and free its pool slots; free the slots of runs
-    that already ended. Returns the ids of the runs marked failed."""
+    """End the tools left running by dead processes, mark failed every in-progress run whose process is gone and
+    free its pool slots; free the slots of runs that already ended. Returns the ids of the runs marked failed."""
+    end_leftover_processes(say)
     reaped = []
     for run in instance.get_runs(dg.RunsFilter(statuses=IN_PROGRESS)):
         reason = orphan_reason(instance, run)

@@ -7,6 +7,7 @@ must wait for the warehouse pool says who holds it, sleeps, and stops on Ctrl-C 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -24,7 +25,7 @@ import psutil
 import pytest
 
 from orchestration.lib.asset_keys import WAREHOUSE_POOL
-from orchestration.lib.runs import PID_TAG, reap_orphaned_runs
+from orchestration.lib.runs import PID_TAG, end_leftover_processes, reap_orphaned_runs
 
 ELT = str(Path(sys.executable).parent / "elt")
 RUN_TIMEOUT_S = 600  # a whole `elt run` on the demos takes 1-2.5 min here
@@ -200,6 +201,92 @@ def test_a_slot_held_by_a_dead_process_is_freed(held_pool: tuple[Path, dg.Dagste
         assert f"(pid {holder.pid}) is gone" in said[0]
         assert instance.get_run_by_id(holding.run_id).status == dg.DagsterRunStatus.FAILURE
         assert not instance.event_log_storage.get_concurrency_info(WAREHOUSE_POOL).claimed_slots
+
+
+OWNER_AND_TOOL = """
+import subprocess, sys
+from extract.tooling import owner_environ, scoped_environ
+
+with scoped_environ(owner_environ()):  # as the dbt and Sling resources start their tools
+    tool = subprocess.Popen([sys.executable, "-c", {tool!r}])
+print(tool.pid, flush=True)
+tool.wait()
+"""
+HOLDS_THE_WAREHOUSE = """
+import duckdb, time
+con = duckdb.connect({warehouse!r})
+con.sql("create table if not exists t as select 1 as x")
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_tool_left_running_by_a_killed_process_is_ended_and_frees_the_warehouse(tmp_path: Path) -> None:
+    """A process killed with SIGKILL cannot stop the tool it started: the tool (here a Python holding the DuckDB
+    file, as dbt does) lives on and keeps the lock. `end_leftover_processes` ends it; a live owner's tool is left."""
+    warehouse = tmp_path / "dev.duckdb"
+    tool = HOLDS_THE_WAREHOUSE.format(warehouse=str(warehouse))
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_AND_TOOL.format(tool=tool)], stdout=subprocess.PIPE, text=True, cwd=Path.cwd()
+    )
+    try:
+        tool_pid = int(owner.stdout.readline())
+        deadline = time.monotonic() + 60
+        while not warehouse.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)
+        assert end_leftover_processes(say=lambda _: None) == [], "a live owner's tool was ended"
+        owner.kill()
+        owner.wait()
+        with pytest.raises(duckdb.IOException, match="lock"):
+            duckdb.connect(str(warehouse)).close()
+        said: list[str] = []
+        assert end_leftover_processes(say=said.append) == [tool_pid]
+        assert f"ending pid {tool_pid}" in said[0] and f"left running by pid {owner.pid}, which is gone" in said[0]
+        assert not psutil.pid_exists(tool_pid) or psutil.Process(tool_pid).status() == psutil.STATUS_ZOMBIE
+        with duckdb.connect(str(warehouse)) as con:
+            assert con.sql("select x from t").fetchall() == [(1,)]
+    finally:
+        owner.kill()
+        with contextlib.suppress(psutil.Error, ValueError, NameError):
+            psutil.Process(tool_pid).kill()
+
+
+@pytest.mark.slow
+def test_sigkill_during_dbt_build_the_next_run_ends_the_dbt_left_running(
+    tmp_path: Path, clean_run: tuple[dict[str, tuple[int, int]], float]
+) -> None:
+    """CI's failure of 2026-12-02: `elt run` killed while dbt builds leaves dbt running (SIGKILL cannot be passed
+    on), holding the warehouse's lock; the next `elt run` ends it, says so, and reaches the clean content."""
+    expected, _ = clean_run
+    data_dir = tmp_path / "data"
+    log = tmp_path / "killed.log"
+    killed = start_elt_run(data_dir, log)
+    try:
+        dbt: list[psutil.Process] = []
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not dbt and time.monotonic() < deadline:
+            assert killed.poll() is None, f"elt ended before dbt build:\n{log.read_text()[-3000:]}"
+            with contextlib.suppress(psutil.Error):
+                dbt = [
+                    child
+                    for child in psutil.Process(killed.pid).children(recursive=True)
+                    if "build" in child.cmdline() and any(part.endswith("/dbt") for part in child.cmdline())
+                ]
+            time.sleep(0.1)
+        assert dbt, "no dbt build under elt run"
+        time.sleep(2)  # dbt has opened the warehouse
+    finally:
+        killed.kill()
+        killed.wait()
+    assert all(process.is_running() for process in dbt), "dbt ended with its parent: this test shows nothing"
+
+    result = elt_run(data_dir, tmp_path / "recovery.log")
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"ending pid {dbt[0].pid}" in result.stdout
+    assert not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE for process in dbt)
+    assert fingerprint(warehouse_of(data_dir)) == expected
 
 
 KILLS = int(os.environ.get("ELT_CRASH_LOOP_KILLS", "4"))

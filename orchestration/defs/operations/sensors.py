@@ -1,5 +1,6 @@
-"""The orphaned-runs sensor: every minute, the daemon marks failed each run whose process is gone (SIGKILL, out of
-memory, a closed laptop lid) and frees its `duckdb_warehouse` pool slot, so the next run does not wait forever.
+"""The orphaned-runs sensor: every minute, the daemon ends the dbt and Sling processes a dead run left running (they
+hold the warehouse's lock), marks failed each run whose process is gone (SIGKILL, out of memory, a closed laptop
+lid) and frees its `duckdb_warehouse` pool slot, so the next run does not wait forever.
 
 Dagster's run monitoring does this for run launchers that can check their workers (Docker, Kubernetes); the local
 instance of `elt dev` launches run workers as plain processes, which it cannot check. `elt run` does the same
