@@ -51,15 +51,17 @@ def test_the_window_setting_is_checked(monkeypatch: pytest.MonkeyPatch):
     assert stall_seconds() == 42
 
 
-def _freeze_sling_when_it_starts(stop: threading.Event, frozen: list[int]) -> None:
+def _freeze_sling_when_it_starts(stop: threading.Event, frozen: list[int], every: bool = False) -> None:
+    """SIGSTOP the first Sling this process starts (with `every`, each one) as soon as it appears."""
     me = psutil.Process()
     while not stop.is_set():
         for process in me.children(recursive=True):
             try:
-                if process.name().startswith("sling"):
+                if process.name().startswith("sling") and process.pid not in frozen:
                     process.send_signal(signal.SIGSTOP)
                     frozen.append(process.pid)
-                    return
+                    if not every:
+                        return
             except psutil.Error:
                 pass
         time.sleep(0.05)
@@ -73,7 +75,7 @@ def _content(warehouse: Path) -> dict[str, tuple]:
         }
 
 
-def test_a_frozen_sling_fails_the_replication_naming_the_stall_and_keeps_the_raw_tables(
+def test_a_sling_frozen_twice_fails_the_replication_naming_the_stall_and_keeps_the_raw_tables(
     own_shop_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     warehouse = tmp_path / "warehouse.duckdb"
@@ -84,16 +86,17 @@ def test_a_frozen_sling_fails_the_replication_naming_the_stall_and_keeps_the_raw
 
     monkeypatch.setenv(STALL_SETTING, "3")
     stop, frozen = threading.Event(), []
-    freezer = threading.Thread(target=_freeze_sling_when_it_starts, args=(stop, frozen), daemon=True)
+    freezer = threading.Thread(target=_freeze_sling_when_it_starts, args=(stop, frozen, True), daemon=True)
     freezer.start()
     try:
-        with pytest.raises(ShopReplicationError, match=r"Sling made no progress for 3 s .* was stopped"):
-            replicate_shop(own_shop_url, warehouse)  # incremental: Sling runs, and is frozen at once
+        with pytest.raises(ShopReplicationError, match=r"Sling made no progress for 3 s .* \(twice in a row\)"):
+            replicate_shop(own_shop_url, warehouse)  # incremental: Sling runs, is frozen, runs again, is frozen
     finally:
         stop.set()
         freezer.join()
-    assert frozen, "Sling never started"
-    assert not psutil.pid_exists(frozen[0]) or psutil.Process(frozen[0]).status() == psutil.STATUS_ZOMBIE
+    assert len(frozen) == 2, f"Sling was not run once more after the first stall: {frozen}"
+    for pid in frozen:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert _content(warehouse) == before
 
     monkeypatch.delenv(STALL_SETTING)
@@ -103,6 +106,28 @@ def test_a_frozen_sling_fails_the_replication_naming_the_stall_and_keeps_the_raw
     with psycopg.connect(own_shop_url) as conn:
         assert conn.execute("select quantity from data.orders where order_id = 1").fetchone()[0] == quantity
     assert os.environ.get(STALL_SETTING) is None
+
+
+def test_a_sling_frozen_once_is_run_once_more_and_the_replication_succeeds(
+    own_shop_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    warehouse = tmp_path / "warehouse.duckdb"
+    replicate_shop(own_shop_url, warehouse)  # first load (bulk snapshot)
+    with psycopg.connect(own_shop_url, autocommit=True) as conn:
+        conn.execute("update data.orders set quantity = quantity + 1 where order_id = 2")
+        (quantity,) = conn.execute("select quantity from data.orders where order_id = 2").fetchone()
+    monkeypatch.setenv(STALL_SETTING, "15")  # as below: the unfrozen Sling never idles that long
+    stop, frozen = threading.Event(), []
+    freezer = threading.Thread(target=_freeze_sling_when_it_starts, args=(stop, frozen), daemon=True)
+    freezer.start()
+    try:
+        replicate_shop(own_shop_url, warehouse)
+    finally:
+        stop.set()
+        freezer.join()
+    assert len(frozen) == 1
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.sql("select quantity from raw_shop.orders where order_id = 2").fetchone() == (quantity,)
 
 
 def test_in_dagster_a_frozen_sling_is_run_once_more_and_the_step_succeeds(
