@@ -22,7 +22,7 @@ import yaml
 
 import extract  # noqa: F401  (points SLING_BINARY / DUCKDB_PATH at the bundled binaries before `sling` loads)
 from extract.shop.connection import describe, scrub
-from extract.shop.stall import stall_guard
+from extract.shop.stall import SlingStalled, retry_once_on_stall
 from extract.tooling import install_duckdb_extensions, owner_environ
 
 REPLICATION_CONFIG = Path(__file__).with_name("replication.yaml")
@@ -250,23 +250,20 @@ def replicate_shop(
         "SHOP": source_url,  # Sling resolves connection names from environment variables
         "WAREHOUSE": json.dumps({"type": "duckdb", "instance": str(duckdb_path)}),
     }
-    stalls: list[str] = []
-    while True:  # Sling can hang for good: stop it when it makes no progress, and run it once more (as the asset)
-        with stall_guard() as guard:
-            result = subprocess.run(
+    try:  # Sling can hang for good: stopped when it makes no progress, and run once more (as in the asset)
+        result = retry_once_on_stall(
+            lambda: subprocess.run(
                 [sling.SLING_BIN, "run", "-r", str(config), *streams],
                 env=env,
                 capture_output=True,
                 text=True,
                 timeout=3600,
             )
-        if not guard.stalled:
-            break
-        stalls.append(guard.stalled)
-        if len(stalls) == 2:
-            raise ShopReplicationError(
-                f"Sling replication from {describe(source_url)} failed: {guard.stalled} (twice in a row)"
-            )
+        )
+    except SlingStalled as stall:
+        raise ShopReplicationError(
+            f"Sling replication from {describe(source_url)} failed: {stall} (twice in a row)"
+        ) from None
     log = scrub(result.stdout + result.stderr, source_url)
     if result.returncode != 0:
         failures = "; ".join(failed_streams(log, config).values())

@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psutil
 
 STALL_SECONDS = 180.0
 STALL_SETTING = "ELT_SLING_STALL_SECONDS"
 IDLE_CPU_SHARE = 0.01  # below this share of one core over the window, the tree counts as making no progress
+T = TypeVar("T")
 
 
 def stall_seconds() -> float:
@@ -121,3 +123,26 @@ def stall_guard(
     finally:
         stop.set()
         thread.join()
+
+
+class SlingStalled(RuntimeError):
+    """Sling stopped making progress twice in a row; the message is the second stall's."""
+
+
+def retry_once_on_stall(attempt: Callable[[], T], on_stall: Callable[[str], None] = lambda _: None) -> T:
+    """`attempt()` (one Sling run) under the stall guard. A stalled attempt committed nothing: `on_stall` hears why
+    and it runs once more; a second stall raises SlingStalled. An attempt that fails without stalling raises."""
+    stalls = 0
+    while True:
+        with stall_guard() as guard:
+            try:
+                result = attempt()
+            except Exception:
+                if not guard.stalled:
+                    raise
+        if not guard.stalled:
+            return result
+        stalls += 1
+        if stalls == 2:
+            raise SlingStalled(guard.stalled)
+        on_stall(guard.stalled)

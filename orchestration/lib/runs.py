@@ -101,12 +101,11 @@ def orphan_reason(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | Non
 
 
 def _owner_gone(owner: str) -> bool:
+    """`owner` is `<pid>:<start time>` (extract.tooling.owner_environ); a value we cannot read counts as alive."""
     pid, _, started = owner.partition(":")
     try:
-        return abs(psutil.Process(int(pid)).create_time() - float(started)) > 1.0
-    except psutil.NoSuchProcess:
-        return True
-    except (ValueError, psutil.AccessDenied):
+        return process_gone(RunProcess(int(pid), None, float(started) + _CLOCK_SLACK_S))
+    except ValueError:
         return False
 
 

@@ -24,7 +24,7 @@ from extract.shop.replicate import (
     unchanged_streams,
 )
 from extract.shop.snapshot import ShopSnapshotError, raw_tables_present, snapshot_shop
-from extract.shop.stall import stall_guard
+from extract.shop.stall import SlingStalled, retry_once_on_stall
 from extract.tooling import install_duckdb_extensions, scoped_environ
 from orchestration.defs.shop.resources import ShopPostgresResource
 from orchestration.lib import motherduck
@@ -161,33 +161,28 @@ class PlannedSlingResource(SlingResource):
         return {}
 
 
-class SlingStalled(RuntimeError):
-    """Sling stopped making progress twice in one step (extract/shop/stall.py)."""
-
-
 def _replicate(
     context: dg.AssetExecutionContext, sling: SlingResource, plans: list[StreamPlan], sling_dir: Path
 ) -> list[Any]:
     """Sling's events for `plans`, under the stall guard: a Sling that hangs (seen with Sling 1.4.11 on a loaded
     machine) is stopped and run once more; its killed attempt committed nothing. A second stall fails the step."""
-    stalls: list[str] = []
-    while True:
-        with scoped_environ(sling_environment(sling_dir)), stall_guard() as guard:  # memory bounds, stall guard
-            try:
-                return list(
-                    sling.replicate(
-                        context=context,
-                        replication_config=_replication_for(plans),
-                        dagster_sling_translator=ShopSlingTranslator(),
-                    )
+
+    def attempt() -> list[Any]:
+        with scoped_environ(sling_environment(sling_dir)):  # memory bounds, Sling's own home, its owner
+            return list(
+                sling.replicate(
+                    context=context,
+                    replication_config=_replication_for(plans),
+                    dagster_sling_translator=ShopSlingTranslator(),
                 )
-            except Exception:
-                if not guard.stalled:
-                    raise
-        stalls.append(guard.stalled)
-        if len(stalls) == 2:
-            raise SlingStalled(f"{guard.stalled} (twice in this step)")
-        context.log.warning(f"{guard.stalled}; running Sling once more")
+            )
+
+    try:
+        return retry_once_on_stall(
+            attempt, on_stall=lambda stall: context.log.warning(f"{stall}; running Sling once more")
+        )
+    except SlingStalled as stall:
+        raise SlingStalled(f"{stall} (twice in this step)") from None
 
 
 @sling_assets(
