@@ -258,3 +258,27 @@ def test_the_dagster_home_names_elt_data_dir_when_it_cannot_be_created(tmp_path,
     home = prepare_dagster_home(tmp_path / "data" / "dagster")
     assert (home / "dagster.yaml").exists() and os.environ["DAGSTER_HOME"] == str(home)
     assert sorted(path.name for path in home.iterdir()) == ["dagster.yaml"]  # the write probe leaves nothing
+
+
+@pytest.mark.parametrize("target", ["dev", "branch", "prod"])
+@pytest.mark.parametrize(
+    ("variables", "threads", "memory_limit"),
+    [({}, 4, "1GB"), ({"ELT_DBT_THREADS": "1", "ELT_DUCKDB_MEMORY_LIMIT": "256MB"}, 1, "256MB")],
+)
+def test_profile_threads_and_memory_come_from_the_environment(
+    target, variables, threads, memory_limit, tmp_path, monkeypatch
+):
+    """Every target's dbt threads and DuckDB memory limit follow ELT_DBT_THREADS / ELT_DUCKDB_MEMORY_LIMIT (the
+    low-memory settings of docs/benchmarks.md), with 4 threads and 1GB when unset."""
+    for key in ("ELT_DBT_THREADS", "ELT_DUCKDB_MEMORY_LIMIT", "ELT_DEV_DATABASE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ELT_ENV", target)
+    monkeypatch.setenv("ELT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ELT_BRANCH_ID", "7")
+    monkeypatch.setenv("ELT_PROD_DATABASE", str(tmp_path / "prod.duckdb"))
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    profile = _render_profile()
+    assert profile.target_name == target
+    assert profile.threads == threads
+    assert profile.credentials.settings["memory_limit"] == memory_limit
