@@ -282,3 +282,17 @@ def test_profile_threads_and_memory_come_from_the_environment(
     assert profile.target_name == target
     assert profile.threads == threads
     assert profile.credentials.settings["memory_limit"] == memory_limit
+
+
+def test_the_warehouse_resources_connections_are_bounded(tmp_path, monkeypatch):
+    """The platform's own connections (audit slots, publish) get the loads' DuckDB memory limit, read-only too,
+    and do not clash with dlt's own connection to the same file in the same process."""
+    monkeypatch.setenv("ELT_DLT_DUCKDB_MEMORY_LIMIT", "300MB")
+    location = str(tmp_path / "w.duckdb")
+    resource = WarehouseResource(env_name="dev", location=location, data_dir=str(tmp_path))
+    with resource.connect() as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == "286.1 MiB"
+        with resource.dlt_pipeline("bounded", "raw_bounded").sql_client() as loader:
+            assert loader.execute_sql("select current_setting('memory_limit')") == [("286.1 MiB",)]
+    with resource.connect(read_only=True) as con:
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] == "286.1 MiB"

@@ -9,7 +9,7 @@ import dagster as dg
 import dlt
 import duckdb
 
-from extract.destination import warehouse_destination
+from extract.destination import load_memory_limit, warehouse_destination
 from orchestration.lib import motherduck
 from orchestration.lib.environment import Environment, open_for_write
 
@@ -72,8 +72,15 @@ class WarehouseResource(dg.ConfigurableResource):
         )
 
     def connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        """A connection for the platform's own statements (audit slots, publish), its DuckDB bounded like dlt's
+        loads (`load_memory_limit()`), which may share the same database in this process: the limit is SET on the
+        connection, because connecting with another config than an open connection's fails."""
         location = self.location if read_only else self.checked_location()
-        return duckdb.connect(location, read_only=read_only)
+        con = duckdb.connect(location, read_only=read_only)
+        if not self.is_motherduck:
+            limit = load_memory_limit().replace("'", "''")
+            con.execute(f"SET memory_limit = '{limit}'")
+        return con
 
 
 def drop_dlt_staging(pipeline: dlt.Pipeline) -> bool:
