@@ -22,6 +22,7 @@ from orchestration.defs.branch.clones import (
     Clone,
     LocalClones,
     MotherDuckClones,
+    copy_session,
     motherduck_create_sql,
     motherduck_database,
     motherduck_drop_sql,
@@ -321,3 +322,26 @@ def test_motherduck_listing_reads_clone_markers(tmp_path):
     assert clones["md:analytics_clone_9"].created_at is None
     with pytest.raises(EnvironmentConfigError, match="is not the clone of branch '9'"):
         MotherDuckClones("md:analytics", connect=connect).drop("9")
+
+
+def test_a_local_clone_is_copied_through_a_bounded_duckdb(tmp_path, monkeypatch):
+    """The copy's DuckDB has a memory limit and its own spill folder; a prod larger than the limit still clones
+    whole, and the spill folder is gone afterwards."""
+    from orchestration.defs.branch import clones
+
+    with copy_session(tmp_path / "spill") as con:
+        assert con.execute("select current_setting('memory_limit'), current_setting('temp_directory')").fetchone() == (
+            "488.2 MiB",
+            str(tmp_path / "spill"),
+        )
+    prod = tmp_path / "prod.duckdb"
+    with duckdb.connect(str(prod)) as con:
+        con.execute("create schema marts")
+        con.execute("create table marts.big as select range as id, md5(range::varchar) as note from range(2000000)")
+        expected = con.execute("select count(*), sum(hash(id, note)) from marts.big").fetchone()
+    monkeypatch.setattr(clones, "CLONE_MEMORY_LIMIT", "32MB")
+    store = LocalClones(prod, tmp_path / "data")
+    clone = store.create("9")
+    with duckdb.connect(clone.location, read_only=True) as con:
+        assert con.execute("select count(*), sum(hash(id, note)) from marts.big").fetchone() == expected
+    assert [path.name for path in store.folder.iterdir()] == ["9.duckdb"]
