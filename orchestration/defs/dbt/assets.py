@@ -62,7 +62,9 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: WarehouseDbtCliResource, 
         )
     built = [model for model in models if model.name in selected]
     with warehouse.connect() as con:
-        publish.record_audit(con, built, slots, (invocation.target_path / "manifest.json").read_text(), context.run_id)
+        publish.record_audit(
+            con, built, slots, (invocation.target_path / "manifest.json").read_text(), context.run.run_id
+        )
     prune_run_targets()
 
 
@@ -88,7 +90,7 @@ def dbt_publish(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     if warehouse.env_name != "prod":
         return dg.MaterializeResult(metadata={"published": f"nothing: {warehouse.env_name} builds in place"})
     with warehouse.connect() as con:
-        result = publish.publish(con, context.run_id)
+        result = publish.publish(con, context.run.run_id)
     if result.publish_id is None:
         context.log.info("no audited models wait for publish")
         return dg.MaterializeResult(metadata={"published": 0})
