@@ -84,7 +84,7 @@ def _check(what: str, found: dict[str, int], wanted: dict[str, int]) -> None:
 def diff_platform(run_dir: Path, folder: Path, rows: int) -> tuple[float, int]:
     """The diff as `elt branch diff` runs it: its session (prod read-only, memory capped, spilling to the run
     folder) and its keyed diff, counts and samples."""
-    from orchestration.defs.branch.diff import Relation, diff_tables, session_for
+    from orchestration.branch.diff import Relation, diff_tables, session_for
     from orchestration.lib.environment import Environment
 
     data = generate_diff_data(folder, rows)

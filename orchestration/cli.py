@@ -131,8 +131,8 @@ def rollback() -> None:
 
 def _register_subcommands() -> None:
     from benchmarks.cli import bench
-    from orchestration.defs.branch.cli import branch
-    from orchestration.defs.dashboards.cli import dashboards
+    from orchestration.branch.cli import branch
+    from orchestration.dashboards.cli import dashboards
     from orchestration.scaffold import new
 
     main.add_command(branch)

@@ -16,7 +16,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.defs.branch.clones import (
+from orchestration.branch.clones import (
     MARKER_TABLE,
     META_SCHEMA,
     Clone,
@@ -327,7 +327,7 @@ def test_motherduck_listing_reads_clone_markers(tmp_path):
 def test_a_local_clone_is_copied_through_a_bounded_duckdb(tmp_path, monkeypatch):
     """The copy's DuckDB has a memory limit and its own spill folder; a prod larger than the limit still clones
     whole, and the spill folder is gone afterwards."""
-    from orchestration.defs.branch import clones
+    from orchestration.branch import clones
 
     with copy_session(tmp_path / "spill") as con:
         assert con.execute("select current_setting('memory_limit'), current_setting('temp_directory')").fetchone() == (

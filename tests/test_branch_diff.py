@@ -24,7 +24,7 @@ import yaml
 
 from benchmarks.generate import SCALES
 from benchmarks.harness import Bench
-from orchestration.defs.branch.diff import (
+from orchestration.branch.diff import (
     MARKER,
     Relation,
     Report,

@@ -1,4 +1,4 @@
-"""The Evidence dashboards (dashboards/, orchestration/defs/dashboards/) on the real demo marts: every source and page
+"""The Evidence dashboards (dashboards/, orchestration/dashboards/) on the real demo marts: every source and page
 query runs on the warehouse of the resolved environment, a renamed mart column fails the build naming the query and
 its pages, and the Evidence source follows the environment (dev file, branch clone, prod MotherDuck as config).
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration.defs.dashboards import site
+from orchestration.dashboards import site
 from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, resolve
 from orchestration.lib.motherduck import MotherDuckLocationError
 

@@ -18,7 +18,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.defs.branch.clones import motherduck_create_sql
+from orchestration.branch.clones import motherduck_create_sql
 from orchestration.defs.dbt.assets import dbt_models, dbt_publish
 from orchestration.lib import publish
 from orchestration.lib.dbt import WarehouseDbtCliResource

@@ -1,1 +1,1 @@
-"""PR branch targets: clone prod into a branch warehouse, build it, drop it, sweep leftovers (`elt branch ...`)."""
+"""The branch slice: Dagster jobs and a schedule over the branch library (`orchestration/branch/`)."""

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import dagster as dg
 
-from orchestration.defs.branch.build import build_branch, repoint_views
-from orchestration.defs.branch.clones import DEFAULT_MAX_AGE_DAYS, clone_store, sweep
+from orchestration.branch.build import build_branch, repoint_views
+from orchestration.branch.clones import DEFAULT_MAX_AGE_DAYS, clone_store, sweep
 from orchestration.lib.asset_keys import WAREHOUSE_POOL
 from orchestration.lib.environment import branch_of
 from orchestration.lib.warehouse import WarehouseResource

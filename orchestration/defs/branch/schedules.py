@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from orchestration.defs.branch.clones import DEFAULT_MAX_AGE_DAYS
+from orchestration.branch.clones import DEFAULT_MAX_AGE_DAYS
 from orchestration.defs.branch.jobs import SweepConfig, branch_sweep
 from orchestration.lib.automation import default_schedule_status
 from orchestration.lib.environment import resolve

@@ -4,7 +4,7 @@ import os
 
 import click
 
-from orchestration.defs.dashboards import site
+from orchestration.dashboards import site
 from orchestration.lib.environment import EnvironmentConfigError, resolve
 
 

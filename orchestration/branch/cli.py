@@ -14,12 +14,12 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from orchestration.defs.branch.clones import DEFAULT_MAX_AGE_DAYS, branch_environment, clone_store, sweep
-from orchestration.defs.branch.diff import DEFAULT_MEMORY_LIMIT, DEFAULT_SAMPLES, FAIL_KINDS
+from orchestration.branch.clones import DEFAULT_MAX_AGE_DAYS, branch_environment, clone_store, sweep
+from orchestration.branch.diff import DEFAULT_MEMORY_LIMIT, DEFAULT_SAMPLES, FAIL_KINDS
 from orchestration.lib.environment import DBT_PROJECT_DIR, EnvironmentConfigError, resolve
 from orchestration.lib.meta import publish_prod_state
 
-# the dbt commands (create, build) import orchestration.defs.branch.build, and with it dbt, only when they run
+# the dbt commands (create, build) import orchestration.branch.build, and with it dbt, only when they run
 console = Console(soft_wrap=True)  # CI logs: one line per message, not wrapped at 80 columns
 
 project_dir_option = click.option(
@@ -66,7 +66,7 @@ def branch() -> None:
 @_command
 def create(branch_id: str, project_dir: Path, state_dir: Path | None) -> None:
     """Clone prod into the branch database (replacing an older clone of the same id) and point its views at it."""
-    from orchestration.defs.branch.build import repoint_views
+    from orchestration.branch.build import repoint_views
 
     env = branch_environment(branch_id)
     clone = clone_store(env).create(branch_id)
@@ -85,7 +85,7 @@ def create(branch_id: str, project_dir: Path, state_dir: Path | None) -> None:
 @_command
 def build(branch_id: str, project_dir: Path, state_dir: Path | None, full: bool) -> None:
     """`dbt build --target branch` in the clone: `state:modified+` against prod's manifest, or everything."""
-    from orchestration.defs.branch.build import build_branch
+    from orchestration.branch.build import build_branch
 
     env = branch_environment(branch_id)
     result, state = build_branch(env, project_dir, state_dir, full)
@@ -143,7 +143,7 @@ def diff(
 ) -> None:
     """Compare the clone with prod for every model the build selects (and models added or removed): schema, row
     counts, rows added, removed and changed by key. Prod is only read."""
-    from orchestration.defs.branch.diff import diff_branch, failures, to_markdown
+    from orchestration.branch.diff import diff_branch, failures, to_markdown
 
     env = branch_environment(branch_id)
     report = diff_branch(env, project_dir, state_dir, memory_limit=memory_limit, samples=samples)

@@ -481,7 +481,7 @@ class _ListedIds(io.TextIOBase):
 def select_models(env: Environment, project_dir: Path = DBT_PROJECT_DIR, state_dir: Path | None = None) -> Selection:
     """`dbt ls` of the models with the branch build's own selection (`build.slim_selection` over `build.prod_state`)
     in the build's own target folder, so dbt's partial parse is reused; dbt's log goes to stderr."""
-    from orchestration.defs.branch.build import prod_state, slim_selection, work_dir
+    from orchestration.branch.build import prod_state, slim_selection, work_dir
     from orchestration.lib.dbt import WarehouseDbtCliResource
 
     state = prod_state(env, state_dir)
