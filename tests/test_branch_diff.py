@@ -84,7 +84,7 @@ def make_pr(project: Path, target: Path, price_cut: float) -> Path:
         f"        listings.last_feed_date,\n        cast(length(latest_listing.asteroid_name) as integer) as "
         f"{NEW_COLUMN}\n",
     )
-    spec_path = models / "asteroids" / "_asteroids__models.yml"
+    spec_path = models / "nasa" / "_nasa__models.yml"
     spec = yaml.safe_load(spec_path.read_text())
     widened = next(model for model in spec["models"] if model["name"] == WIDENED_MODEL)
     widened["columns"].append({"name": NEW_COLUMN, "data_type": "integer", "description": "Length of the name."})

@@ -20,11 +20,13 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.defs.dbt.assets import dbt_models
+from orchestration.defs.dbt.assets import dbt_assets_for
 from orchestration.lib.asset_keys import raw_table_asset_key
 from orchestration.lib.dbt import WarehouseDbtCliResource, ensure_manifest
 from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, resolve
 from orchestration.lib.warehouse import WarehouseResource
+
+dbt_models, _ = dbt_assets_for()
 
 NASA_DAYS = (date(2018, 9, 5), date(2018, 9, 11))
 DEV_WINDOW_DAYS = 90  # the default of var dev_window_days in dbt_project.yml

@@ -2,7 +2,6 @@
 checks alone (they run with `dbt build`), and dlt's staging schemas do not stay in the warehouse. Real definitions,
 real dlt loads into temp DuckDB files, real Dagster runs."""
 
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -57,22 +56,10 @@ def test_every_dbt_table_name_carries_the_environments_database(tmp_path, name, 
     assert len({table.split(".", 1)[1] for table in names.values()}) >= len(manifest["sources"])
 
 
-@pytest.fixture
-def reloaded_dbt_assets(monkeypatch, tmp_path):
-    """Load the definitions afresh in a prod process of its own (the dbt assets module is built at import, as a
-    code server does once), and put the module back as the session had it afterwards."""
-    import orchestration.defs.dbt.assets as dbt_assets_module
-
-    yield lambda: importlib.reload(dbt_assets_module)
-    monkeypatch.undo()
-    importlib.reload(dbt_assets_module)
-
-
-def test_prod_definitions_name_the_prod_database(monkeypatch, tmp_path, reloaded_dbt_assets):
+def test_prod_definitions_name_the_prod_database(monkeypatch, tmp_path):
     from orchestration.definitions import load_definitions
 
     use_platform_env(monkeypatch, tmp_path / "data", ELT_ENV="prod", ELT_PROD_DATABASE=str(tmp_path / "prod.duckdb"))
-    reloaded_dbt_assets()
     graph = load_definitions().resolve_asset_graph()
     assert graph.get(MART).metadata["dagster/table_name"] == "prod.marts.fct_share_prices_daily"
     dbt_tables = [

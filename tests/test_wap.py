@@ -19,13 +19,14 @@ import duckdb
 import pytest
 
 from orchestration.branch.clones import motherduck_create_sql
-from orchestration.defs.dbt.assets import dbt_models, dbt_publish
+from orchestration.defs.dbt.assets import dbt_assets_for
 from orchestration.lib import publish
 from orchestration.lib.dbt import WarehouseDbtCliResource
 from orchestration.lib.environment import REPO_ROOT, resolve
 from orchestration.lib.warehouse import WarehouseResource
 
 READER_SCHEMAS = ("staging", "intermediate", "marts")
+dbt_models, dbt_publish = dbt_assets_for()
 
 
 def prod_settings(warehouse: Path) -> dict[str, str]:
@@ -238,12 +239,13 @@ def test_a_reader_never_sees_a_mixed_state_while_publishing(prod, two_publishes,
 KILL_AFTER_AUDIT = """
 import os, signal, sys
 import dagster as dg
-from orchestration.defs.dbt.assets import dbt_models
+from orchestration.defs.dbt.assets import dbt_assets_for
 from orchestration.lib.dbt import WarehouseDbtCliResource
 from orchestration.lib.environment import resolve
 from orchestration.lib.warehouse import WarehouseResource
 env = resolve()
-from tests.test_wap import SELECTION, dbt_publish
+from tests.test_wap import SELECTION
+dbt_models, dbt_publish = dbt_assets_for()
 result = dg.materialize([dbt_models, dbt_publish], resources={"dbt": WarehouseDbtCliResource.for_environment(env),
                         "warehouse": WarehouseResource.from_environment(env)},
                         selection=SELECTION - dg.AssetSelection.assets(dbt_publish), raise_on_error=False)

@@ -1,6 +1,6 @@
 {#-
     A dev or branch run never writes the prod warehouse, whatever the settings say: the same rule as
-    orchestration/environment.py (guard_prod_write), for people who run dbt from the shell.
+    orchestration/lib/environment.py (`resolve` and `open_for_write`), for people who run dbt from the shell.
 
     profiles.yml refuses first, a dev target whose path spells ELT_PROD_DATABASE (before dbt-duckdb opens, and
     so would create, the file); this guard runs once connected and knows the real path of the open database, so it
@@ -36,7 +36,7 @@
 {#-
     Equal strings, or, for files, the same absolute path: DuckDB reports the absolute path of the open
     database, and a relative ELT_PROD_DATABASE matches when it is a suffix of it (dbt runs from the repository
-    root, the base that environment.py resolves relative paths against).
+    root, the base that orchestration/lib/environment.py resolves relative paths against).
 -#}
 {% macro _is_same_warehouse(prod, current) -%}
     {%- if prod == current -%}
