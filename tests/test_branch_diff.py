@@ -76,10 +76,10 @@ def _replace(path: Path, old: str, new: str) -> None:
 def make_pr(project: Path, target: Path, price_cut: float) -> Path:
     pr = Path(shutil.copytree(project, target))
     models = pr / "models" / "marts"
-    _replace(models / "asteroids" / f"{FORMULA_MODEL}.sql", "        relative_velocity_kps,\n",
+    _replace(models / "nasa" / f"{FORMULA_MODEL}.sql", "        relative_velocity_kps,\n",
              "        round(relative_velocity_kps, 1) as relative_velocity_kps,\n")  # fmt: skip
     _replace(
-        models / "asteroids" / f"{WIDENED_MODEL}.sql",
+        models / "nasa" / f"{WIDENED_MODEL}.sql",
         "        listings.last_feed_date\n",
         f"        listings.last_feed_date,\n        cast(length(latest_listing.asteroid_name) as integer) as "
         f"{NEW_COLUMN}\n",
