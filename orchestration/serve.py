@@ -5,7 +5,8 @@ location `elt_platform`), the webserver and the daemon, both reaching the code s
 its `grpc_server`. The instance is `deploy/dagster.yaml` (PostgreSQL storage, the queued run coordinator, the
 `duckdb_warehouse` pool at limit 1, run monitoring and retries), copied into `<ELT_DATA_DIR>/serve/dagster`.
 Its database is the one the `DAGSTER_PG_*` variables name, else a local PostgreSQL (the `pgserver` wheel's
-binaries) kept under `<ELT_DATA_DIR>/serve/postgres` and started and stopped with the topology.
+binaries, extract/local_postgres.py) kept under `<ELT_DATA_DIR>/serve/postgres` and started and stopped with the
+topology.
 
 SIGINT / SIGTERM stop the three children (SIGTERM, then SIGKILL after a grace period) and the local PostgreSQL;
 a child that exits on its own stops the rest and `elt serve` exits non-zero naming it.
@@ -29,12 +30,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 from dagster._serdes import ConfigurableClassData
 
 from orchestration.lib.environment import REPO_ROOT, EnvironmentConfigError, resolve
 from orchestration.lib.runs import process_gone, run_process
+
+if TYPE_CHECKING:  # imported when `elt serve` starts one: the run launcher above loads with every instance
+    from extract.local_postgres import LocalPostgres
 
 DEPLOY_DAGSTER_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
 CODE_LOCATION = "elt_platform"
@@ -213,7 +218,7 @@ def stop_processes(processes: list[tuple[str, subprocess.Popen]], say) -> None:
 
 def serve(host: str, port: int, grpc_port: int, say=print) -> int:
     """Run the topology until SIGINT / SIGTERM (returns 0) or until a child exits (returns 1)."""
-    from extract.shop.demo_postgres import DemoPostgres
+    from extract.local_postgres import LocalPostgres
 
     env = resolve()
     ports = ServePorts(host, port, grpc_port)
@@ -233,7 +238,7 @@ def serve(host: str, port: int, grpc_port: int, say=print) -> int:
             pg = f"{child_env['DAGSTER_PG_HOST']}:{child_env['DAGSTER_PG_PORT']}/{child_env['DAGSTER_PG_DB']}"
             say(f"instance database: {pg}")
         else:
-            postgres = start_local_postgres(DemoPostgres(serve_dir / "postgres"))
+            postgres = start_local_postgres(LocalPostgres(serve_dir / "postgres"))
             child_env.update(postgres_settings(postgres))
             pg = f"{postgres.host}:{postgres.port}/{LOCAL_PG_DB}"
             say(f"instance database: local PostgreSQL {pg} ({postgres.data_dir})")
@@ -284,7 +289,7 @@ def serve(host: str, port: int, grpc_port: int, say=print) -> int:
                 postgres.stop()
 
 
-def start_local_postgres(postgres):
+def start_local_postgres(postgres: LocalPostgres) -> LocalPostgres:
     """Start the local instance database (initdb on first use) and create the `dagster` database once."""
     import psycopg
 
@@ -295,7 +300,7 @@ def start_local_postgres(postgres):
     return postgres
 
 
-def postgres_settings(postgres) -> dict[str, str]:
+def postgres_settings(postgres: LocalPostgres) -> dict[str, str]:
     from urllib.parse import urlsplit
 
     url = urlsplit(postgres.url)

@@ -1,163 +1,17 @@
-"""A throwaway PostgreSQL 16 from the `pgserver` wheel's binaries, on 127.0.0.1 so Sling can dial it.
-
-pgserver's `get_server` listens on a Unix socket only; Sling needs TCP, so this drives `initdb` / `pg_ctl`.
-As root, the server runs as the unprivileged user `pgserver` (PostgreSQL refuses to run as root).
-"""
+"""The shop's demo database: a local PostgreSQL (extract/local_postgres.py) whose superuser and database are both
+`shop`, kept in the folder it is given. The shop seeds it (`extract/shop/seed.py`)."""
 
 from __future__ import annotations
 
-import os
-import pwd
-import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
-import warnings
-from pathlib import Path
-from types import TracebackType
+from extract.local_postgres import LocalPostgres
 
-with warnings.catch_warnings():  # pgserver's import asks platformdirs for XDG_RUNTIME_DIR, unset in containers
-    warnings.simplefilter("ignore")
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-SYSTEM_USER = "pgserver"  # the user pgserver itself runs as under root
 DB_USER = "shop"
 DB_NAME = "shop"
 
 
-def _free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+class DemoPostgres(LocalPostgres):
+    """Start (initdb and create `shop` once), expose `.url` (the `shop` database), stop on exit."""
 
-
-class DemoPostgres:
-    """Start (initdb once), expose `.url`, stop on exit. `data_dir` keeps the cluster and its password."""
-
-    host = "127.0.0.1"
-
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data_dir = Path(data_dir).resolve()
-        self.pgdata = self.data_dir / "pgdata"
-        self.port = port or _free_port(self.host)
-        self._password_file = self.data_dir / "password"
-        self._socket_dir: Path | None = None
-        self._user: str | None = None
-        self._running = False
-
-    def __repr__(self) -> str:  # never the password
-        return f"DemoPostgres({self.host}:{self.port}/{DB_NAME}, data_dir={self.data_dir})"
-
-    @property
-    def url(self) -> str:
-        password = self._password_file.read_text().strip()
-        # sslmode=disable: the demo server has no certificate, and Sling's driver otherwise insists on SSL
-        return f"postgresql://{DB_USER}:{password}@{self.host}:{self.port}/{DB_NAME}?sslmode=disable"
-
-    def _run(self, binary: str, *args: str) -> None:
-        """Run a bundled binary as the server user; the error carries its output (which holds no password)."""
-        command = [str(POSTGRES_BIN_PATH / binary), *args]
-        result = subprocess.run(command, user=self._user, capture_output=True, text=True, timeout=60)
-        if result.returncode != 0:
-            log = self.pgdata / "server.log"
-            tail = log.read_text()[-2000:] if log.is_file() else ""
-            raise RuntimeError(
-                f"{binary} failed for the demo PostgreSQL in {self.pgdata} (exit {result.returncode}):\n"
-                f"{result.stdout}{result.stderr}{tail}"
-            )
-
-    def _prepare_user(self) -> None:
-        if os.geteuid() != 0:
-            return
-        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-        entry = ensure_user_exists(SYSTEM_USER)
-        assert entry is not None
-        self._user = SYSTEM_USER
-        # the server user must traverse to its data dir and run the bundled binaries and libraries
-        ensure_prefix_permissions(self.data_dir)
-        ensure_prefix_permissions(POSTGRES_BIN_PATH)
-        ensure_folder_permissions(POSTGRES_BIN_PATH, 0o055)
-        ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", 0o044)
-        for path in (self.data_dir, self.pgdata, self._password_file):
-            if path.exists():
-                os.chown(path, entry.pw_uid, entry.pw_gid)
-
-    def _initdb(self) -> None:
-        self._password_file.write_text(secrets.token_urlsafe(24))
-        self._password_file.chmod(0o600)
-        self.pgdata.mkdir(mode=0o700)
-        self._prepare_user()
-        self._run(
-            "initdb",
-            "-D",
-            str(self.pgdata),
-            "-U",
-            DB_USER,
-            f"--pwfile={self._password_file}",
-            "--auth=scram-sha-256",
-            "--encoding=UTF8",
-            "--locale=C",
-        )
-
-    def start(self) -> DemoPostgres:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        if not (self.pgdata / "PG_VERSION").exists():
-            if self.pgdata.exists():
-                shutil.rmtree(self.pgdata)  # a half-made cluster from an interrupted initdb
-            self._initdb()
-            fresh = True
-        else:
-            self._prepare_user()
-            fresh = False
-        self._stop_leftover()
-        # a short socket path: Unix sockets cap at ~107 bytes, and the data dir may be deep
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="pgsock-"))
-        if self._user:
-            entry = pwd.getpwnam(self._user)
-            os.chown(self._socket_dir, entry.pw_uid, entry.pw_gid)
-        options = f"-h {self.host} -p {self.port} -k {self._socket_dir}"
-        log = str(self.pgdata / "server.log")
-        try:
-            self._run("pg_ctl", "-D", str(self.pgdata), "-l", log, "-o", options, "-w", "start")
-            self._running = True
-            if fresh:
-                self._create_database()
-        except BaseException:
-            self.stop()  # `with` never reaches __exit__ when __enter__ raises
-            raise
-        return self
-
-    def _stop_leftover(self) -> None:
-        """A server left running on this data dir by a killed process would block the start: stop it."""
-        status = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.pgdata), "status"],
-            user=self._user,
-            capture_output=True,
-        )
-        if status.returncode == 0:
-            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
-
-    def _create_database(self) -> None:
-        import psycopg
-
-        admin_url = self.url.replace(f"/{DB_NAME}?", "/postgres?")
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f"create database {DB_NAME}")
-
-    def stop(self) -> None:
-        if self._running:
-            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop")
-            self._running = False
-        if self._socket_dir:
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
-            self._socket_dir = None
-
-    def __enter__(self) -> DemoPostgres:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    superuser = DB_USER
+    database = DB_NAME
+    label = "demo PostgreSQL"
