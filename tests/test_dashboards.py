@@ -1,6 +1,8 @@
 """The Evidence dashboards (dashboards/, orchestration/dashboards/) on the real demo marts: every source and page
 query runs on the warehouse of the resolved environment, a renamed mart column fails the build naming the query and
-its pages, and the Evidence source follows the environment (dev file, branch clone, prod MotherDuck as config).
+its pages, the overview lists exactly the marts the warehouse holds (so deleting a source's pages, queries and marts
+leaves the checks green), and the Evidence source follows the environment (dev file, branch clone, prod MotherDuck
+as config).
 
 Not here: `evidence build`, the Dagster asset and the headless-browser checks of the pages. Offline, `evidence
 sources` cannot write Parquet (DuckDB-WASM fetches its `parquet` extension from extensions.duckdb.org), see
@@ -49,23 +51,47 @@ def count(warehouse: Path, sql: str) -> int:
         return con.execute(sql).fetchone()[0]
 
 
+def overview(warehouse: Path, env) -> dict[str, tuple]:
+    """The generated overview query run on `warehouse`: `mart -> (source, row_count, newest_data, last_loaded_at)`."""
+    sql = site.generated_queries(env)[site.OVERVIEW]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return {mart: tuple(rest) for mart, *rest in con.execute(sql).fetchall()}
+
+
+def marts_in(warehouse: Path) -> set[str]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        listed = con.execute("select table_name from information_schema.tables where table_schema = 'marts'")
+        return {name for (name,) in listed.fetchall()}
+
+
 def test_every_source_and_page_query_runs_on_the_demo_marts(marts_warehouse: Path, tmp_path: Path):
-    rows = site.check_queries(dev_env(marts_warehouse, tmp_path / "data"))
-    assert set(rows) == set(site.source_queries())
-    assert rows["share_prices"] == count(marts_warehouse, "select count(*) from marts.fct_share_prices_daily") > 0
-    assert rows["revenue_daily"] == count(marts_warehouse, "select count(*) from marts.fct_revenue_daily") > 0
+    env = dev_env(marts_warehouse, tmp_path / "data")
+    rows = site.check_queries(env)
+    assert set(rows) == {*site.source_queries(), site.OVERVIEW}
+    assert rows["files_share_prices"] == count(marts_warehouse, "select count(*) from marts.fct_share_prices_daily") > 0
+    assert rows["shop_revenue_daily"] == count(marts_warehouse, "select count(*) from marts.fct_revenue_daily") > 0
     assert rows["hackernews_stories"] == count(marts_warehouse, "select count(*) from staging.stg_hackernews__stories")
-    # the overview's row counts are the marts' own
+    # the overview lists every mart in the warehouse, with its exact rows and its freshness
+    marts = overview(marts_warehouse, env)
+    assert set(marts) == marts_in(marts_warehouse) and len(marts) == rows[site.OVERVIEW] == 9
     with duckdb.connect(str(marts_warehouse), read_only=True) as con:
-        listed = con.execute(f"select mart, row_count from ({site.source_queries()['marts_overview'].read_text()})")
-        overview = dict(listed.fetchall())
-        for mart, rows_in_mart in overview.items():
+        for mart, (_, rows_in_mart, _, _) in marts.items():
             assert rows_in_mart == con.execute(f"select count(*) from marts.{mart}").fetchone()[0], mart
-    assert len(overview) == rows["marts_overview"]
-    # every page reads a source query that exists, and every page has queries
+        newest_price, loaded = con.execute(
+            "select max(trading_date), max(loaded_at)::timestamp from marts.fct_share_prices_daily"
+        ).fetchone()
+        newest_customer = con.execute("select max(last_order_date) from marts.dim_customers").fetchone()[0]
+    assert marts["fct_share_prices_daily"] == ("files", rows["files_share_prices"], newest_price, loaded)
+    assert marts["dim_customers"][2] == newest_customer  # the latest of its DATE columns
+    assert marts["dim_products"][2:] == (None, None)  # no DATE column, no loaded_at
+    assert {source for source, *_ in marts.values()} == {"files", "nasa", "shop", "hackernews"}
+    # each source owns pages/<source>/ and the source queries named after it; only the overview is shared
     queries = site.page_queries()
-    assert set(queries) == {"/", "/share-prices", "/asteroids", "/shop", "/hacker-news"}
+    assert set(queries) == {"/", "/files", "/nasa", "/shop", "/hackernews"}
     assert all(queries.values())
+    sources = set(site.mart_sources().values())
+    assert {page.strip("/") for page in queries if page != "/"} == sources
+    assert all(name.split("_")[0] in sources for name in site.source_queries())
 
 
 def test_a_renamed_mart_column_fails_the_build_naming_query_and_page(marts_warehouse: Path, tmp_path: Path):
@@ -76,7 +102,7 @@ def test_a_renamed_mart_column_fails_the_build_naming_query_and_page(marts_wareh
     with pytest.raises(site.DashboardsError) as failed:
         site.build(env)
     message = str(failed.value)
-    assert "source query sources/warehouse/revenue_daily.sql" in message
+    assert "source query sources/warehouse/shop_revenue_daily.sql" in message
     assert "read by page(s) /shop" in message and "revenue" in message
     assert not site.site_dir(env).exists()  # nothing was built, nothing half-written
 
@@ -89,6 +115,83 @@ def test_a_failing_page_query_names_the_page_and_the_query(marts_warehouse: Path
     shop.write_text(shop.read_text().replace("sum(revenue) as total_revenue", "sum(revenue_usd) as total_revenue"))
     with pytest.raises(site.DashboardsError, match=r"page /shop, query `totals` failed: .*revenue_usd"):
         site.check_queries(dev_env(marts_warehouse, tmp_path / "data"), project)
+
+
+def source_models(source: str) -> dict[str, set[str]]:
+    """The relations the dbt models of `source` build, by schema: its folder in every layer of the dbt project."""
+    layers = DBT_PROJECT_DIR / "models"
+    return {layer.name: {model.stem for model in (layer / source).rglob("*.sql")} for layer in layers.iterdir()}
+
+
+@pytest.mark.parametrize("source", sorted(set(site.mart_sources().values())))
+def test_deleting_a_source_deletes_its_paths_and_the_checks_stay_green(
+    source: str, marts_warehouse: Path, tmp_path: Path
+):
+    # a fork without `source`: its pages and queries gone from dashboards/, its models gone from the warehouse
+    project = tmp_path / "dashboards"
+    shutil.copytree(site.PROJECT_DIR, project, ignore=shutil.ignore_patterns("node_modules", ".evidence", "build"))
+    owned = [project / "pages" / source, *(project / "sources" / site.SOURCE).glob(f"{source}_*.sql")]
+    assert len(owned) > 1 and all(path.exists() for path in owned)
+    for path in owned:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    warehouse = Path(shutil.copy(marts_warehouse, tmp_path / "warehouse.duckdb"))
+    models = source_models(source)
+    with duckdb.connect(str(warehouse)) as con:
+        relations = con.execute("select table_schema, table_name, table_type from information_schema.tables")
+        for schema, name, kind in relations.fetchall():
+            if name in models.get(schema, ()):
+                con.execute(f"drop {'view' if kind == 'VIEW' else 'table'} {schema}.{name}")
+        con.execute(f"drop schema if exists raw_{source} cascade")
+    dropped = models["marts"]
+    assert dropped and not dropped & marts_in(warehouse)
+
+    # nothing left in the project names the source's marts (or any other model of it)
+    for path in project.rglob("*"):
+        if path.is_file() and path.suffix in (".md", ".sql", ".yaml", ".json"):
+            text = path.read_text()
+            assert not any(model in text for model in set().union(*models.values())), path
+
+    env = dev_env(warehouse, tmp_path / "data")
+    rows = site.check_queries(env, project)
+    assert not any(name.startswith(f"{source}_") for name in rows)
+    assert f"/{source}" not in site.pages(project)
+    marts = overview(warehouse, env)
+    assert set(marts) == marts_in(warehouse) == set(site.mart_sources()) - dropped
+    assert rows[site.OVERVIEW] == len(marts) > 0
+    assert source not in {label for label, *_ in marts.values()}
+
+
+def test_the_overview_counts_published_views_as_prod_readers_see_them(marts_warehouse: Path, tmp_path: Path):
+    # Write-Audit-Publish: readers see `marts.<name>` as a view over the published slot schema
+    warehouse = Path(shutil.copy(marts_warehouse, tmp_path / "warehouse.duckdb"))
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create schema marts__slot_a")
+        con.execute("create table marts__slot_a.fct_revenue_daily as select * from marts.fct_revenue_daily")
+        con.execute("insert into marts__slot_a.fct_revenue_daily select * from marts.fct_revenue_daily limit 3")
+        con.execute("drop table marts.fct_revenue_daily")
+        con.execute("create view marts.fct_revenue_daily as select * from marts__slot_a.fct_revenue_daily")
+        in_slot = con.execute("select count(*) from marts__slot_a.fct_revenue_daily").fetchone()[0]
+    env = dev_env(warehouse, tmp_path / "data")
+    rows = site.check_queries(env)
+    marts = overview(warehouse, env)
+    assert marts["fct_revenue_daily"][1] == in_slot == rows["shop_revenue_daily"]
+    assert set(marts) == marts_in(warehouse) and len(marts) == 9  # the slot schema is not a mart
+
+
+def test_source_queries_are_named_as_evidence_names_them(tmp_path: Path):
+    project = tmp_path / "dashboards"
+    shutil.copytree(site.PROJECT_DIR / "sources", project / "sources")
+    queries = project / "sources" / site.SOURCE
+    (queries / "nasa").mkdir()
+    (queries / "nasa_close_approaches.sql").rename(queries / "nasa" / "nasa_close_approaches.sql")
+    assert site.source_queries(project)["nasa_close_approaches"] == queries / "nasa" / "nasa_close_approaches.sql"
+    (queries / "nasa_close_approaches.sql").write_text("select 1")
+    with pytest.raises(site.DashboardsError, match=r"nasa_close_approaches.sql .* both `warehouse.nasa_close_appr"):
+        site.source_queries(project)
+    (queries / "nasa_close_approaches.sql").unlink()
+    (queries / "marts_overview.sql").write_text("select 1")
+    with pytest.raises(site.DashboardsError, match=r"marts_overview.sql and the generated overview"):
+        site.source_queries(project)
 
 
 def test_the_evidence_source_is_the_environments_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -32,10 +32,10 @@ def build() -> None:
 @dashboards.command()
 @click.option("--port", default=3100, show_default=True, help="Port of the dev server (on 127.0.0.1).")
 def dev(port: int) -> None:
-    """Serve the dashboards with live reload: edits to dashboards/pages/ show at once."""
+    """Serve the dashboards with live reload: edits to dashboards/pages/ show at once (from a working copy)."""
     try:
-        command, variables = site.dev_command(resolve(), port=port)
+        command, variables, folder = site.dev_command(resolve(), port=port)
     except (EnvironmentConfigError, site.DashboardsError) as error:
         raise click.ClickException(str(error)) from error
-    os.chdir(site.PROJECT_DIR)
+    os.chdir(folder)
     os.execve(command[0], command, variables)

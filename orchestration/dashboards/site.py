@@ -5,8 +5,13 @@ Where the data is comes from the `Environment` only: its warehouse becomes Evide
 variables (a DuckDB file, opened read-only, or `md:<database>` with the token from `MOTHERDUCK_TOKEN`). npm packages
 come from `dashboards/package-lock.json` through `npm ci`, run only when `node_modules` is missing or was installed
 from another lock file. A build runs in a working copy of the project under the data dir, so builds of different
-environments (and `elt dashboards dev` in the checkout) never share Evidence's `.evidence/` folder, and the new site
-replaces the old one only when every source and page query succeeded.
+environments (and `elt dashboards dev`) never share Evidence's `.evidence/` folder, and the new site replaces the old
+one only when every source and page query succeeded.
+
+The project names no source's marts outside that source's own paths (`pages/<source>/` and
+`sources/warehouse/<source>_*.sql`), so deleting a source deletes exactly those. The overview's source query,
+`marts_overview`, is generated here from the marts the warehouse holds when the queries are checked, and written
+into the working copy, never into `dashboards/`.
 """
 
 from __future__ import annotations
@@ -24,16 +29,18 @@ from pathlib import Path
 import duckdb
 
 from orchestration.lib import motherduck
-from orchestration.lib.environment import REPO_ROOT, Environment
+from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, Environment
 
 PROJECT_DIR = REPO_ROOT / "dashboards"
 SOURCE = "warehouse"  # dashboards/sources/warehouse/: the one Evidence source, the environment's warehouse
 LOCK_STAMP = ".elt-package-lock.sha256"  # in node_modules: the sha256 of the lock file it was installed from
 _COPIED = ("package.json", "package-lock.json", "evidence.config.yaml", "pages", "sources")
+OVERVIEW = "marts_overview"  # the generated source query: rows and freshness of every mart (generated_queries)
+MARTS_SCHEMA = "marts"  # the schema readers query (in prod: views onto the published Write-Audit-Publish slot)
 _TABLE_REFERENCE = re.compile(r"\b(marts|staging)\.([a-z_][a-z0-9_]*)", re.IGNORECASE)
 _PAGE_QUERY = re.compile(r"^```sql[ \t]+(?P<name>[A-Za-z_][\w]*)[^\n]*\n(?P<sql>.*?)^```", re.MULTILINE | re.DOTALL)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# what stops `evidence sources` offline (issue 16, blocked): Evidence's universal-sql writes each source query's rows
+# what stops `evidence sources` offline: Evidence's universal-sql writes each source query's rows
 # to Parquet with DuckDB-WASM (@duckdb/duckdb-wasm 1.32.0, DuckDB 1.4), which has no built-in `parquet` extension
 # and fetches it from extensions.duckdb.org at that step; the pages' DuckDB-WASM in the browser needs it as well
 OFFLINE_BLOCKER = (
@@ -66,8 +73,69 @@ def site_dir(env: Environment) -> Path:
 
 
 def source_queries(project_dir: Path = PROJECT_DIR) -> dict[str, Path]:
-    """Every source query of the warehouse source, by name (the table pages query as `warehouse.<name>`)."""
-    return {path.stem: path for path in sorted((project_dir / "sources" / SOURCE).glob("*.sql"))}
+    """Every source query file of the warehouse source, by the name pages query it as (`warehouse.<name>`).
+
+    As in Evidence, the name is the file name up to its first dot, whatever subfolder of `sources/warehouse/` the
+    file is in; two files with one name (Evidence would keep one silently) and a file named like a generated query
+    are errors."""
+    found: dict[str, Path] = {}
+    source_dir = project_dir / "sources" / SOURCE
+    for path in sorted(source_dir.rglob("*.sql")):
+        name = path.name.split(".")[0]
+        if name in found or name == OVERVIEW:
+            clash = found[name].relative_to(project_dir) if name in found else "the generated overview"
+            raise DashboardsError(
+                f"dashboards: source query {path.relative_to(project_dir)} and {clash} are both `{SOURCE}.{name}`: "
+                "rename the file (a source's queries are named `<source>_<what>.sql`)"
+            )
+        found[name] = path
+    return dict(sorted(found.items()))
+
+
+def mart_sources(dbt_project_dir: Path = DBT_PROJECT_DIR) -> dict[str, str]:
+    """The source each mart belongs to, by mart: the folder of its dbt model under `models/marts/` (one folder per
+    source, the same name as its slice, its pages and its queries). Only a label on the overview."""
+    marts_dir = dbt_project_dir / "models" / MARTS_SCHEMA
+    return {
+        path.stem: path.relative_to(marts_dir).parts[0]
+        for path in sorted(marts_dir.rglob("*.sql"))
+        if len(path.relative_to(marts_dir).parts) > 1
+    }
+
+
+def overview_sql(con: duckdb.DuckDBPyConnection, catalog: str, sources: Mapping[str, str]) -> str:
+    """The overview's source query over every table and view in `<catalog>.marts` (prod readers see views): one
+    `union all` branch per mart with its exact row count, its newest data (the latest value of its DATE columns)
+    and its last load (`max(loaded_at)`, where the mart has that column), labelled with its source."""
+    columns = con.execute(
+        "select t.table_name, c.column_name, c.data_type from information_schema.tables t "
+        "left join information_schema.columns c using (table_catalog, table_schema, table_name) "
+        "where t.table_catalog = ? and t.table_schema = ? order by t.table_name, c.ordinal_position",
+        [catalog, MARTS_SCHEMA],
+    ).fetchall()
+    marts: dict[str, list[tuple[str, str]]] = {}
+    for mart, column, data_type in columns:
+        marts.setdefault(mart, [])
+        if column is not None:
+            marts[mart].append((column, data_type))
+    header = "-- generated from the marts in the warehouse: rows and freshness (the newest day of data in it) per mart"
+    branches = []
+    for mart, mart_columns in marts.items():
+        dates = [f"max({_quote(column)})" for column, data_type in mart_columns if data_type == "DATE"]
+        newest = f"greatest({', '.join(dates)})::date" if dates else "null::date"
+        loaded = "max(loaded_at)" if any(column == "loaded_at" for column, _ in mart_columns) else "null"
+        source = _literal(sources[mart]) if mart in sources else "null"
+        branches.append(
+            f"select {_literal(mart)}::varchar as mart, {source}::varchar as source, count(*) as row_count, "
+            f"{newest} as newest_data, {loaded}::timestamp as last_loaded_at\n"
+            f"from {MARTS_SCHEMA}.{_quote(mart)}"
+        )
+    if not branches:  # no marts at all: the columns, no rows
+        branches.append(
+            "select null::varchar as mart, null::varchar as source, 0::bigint as row_count, "
+            "null::date as newest_data, null::timestamp as last_loaded_at\nwhere false"
+        )
+    return header + "\n" + "\nunion all\n".join(branches) + "\n"
 
 
 def tables_read(project_dir: Path = PROJECT_DIR) -> list[tuple[str, str]]:
@@ -106,31 +174,62 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def check_queries(env: Environment, project_dir: Path = PROJECT_DIR) -> dict[str, int]:
-    """Run every source query on `env`'s warehouse (read-only), then every page query on their results, as
-    Evidence would; returns the rows of each source query. A query that fails (a mart column renamed, a table
-    gone) raises DashboardsError naming the query file, or the page and query, before any site is touched."""
-    queries = source_queries(project_dir)
-    page_sql = page_queries(project_dir)
-    rows = {}
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _attach(con: duckdb.DuckDBPyConnection, env: Environment) -> str:
+    """Attach `env`'s warehouse (a local file read-only) and make it the default; returns its catalog name, the
+    file's stem or the MotherDuck database, which views inside it refer to."""
     location = env.warehouse if env.is_motherduck else str(env.warehouse_path)
-    # attached under its own catalog name (the file's stem, or the MotherDuck database): views refer to it so
     catalog = motherduck.database_name(location) if env.is_motherduck else env.warehouse_path.stem
     options = "" if env.is_motherduck else " (read_only)"
+    con.execute(f"attach {_literal(location)} as {_quote(catalog)}{options}")
+    con.execute(f"use {_quote(catalog)}.main")
+    return catalog
+
+
+def generated_queries(env: Environment, dbt_project_dir: Path = DBT_PROJECT_DIR) -> dict[str, str]:
+    """The source queries generated from `env`'s warehouse, by name: the overview over the marts it holds now."""
     with duckdb.connect() as con:
-        con.execute(f"attach '{location.replace(chr(39), chr(39) * 2)}' as {_quote(catalog)}{options}")
-        con.execute(f"create schema memory.{SOURCE}; use {_quote(catalog)}.main")
-        for name, path in queries.items():
-            readers = [page for page, sql in page_sql.items() if any(f"{SOURCE}.{name}" in q for q in sql.values())]
+        catalog = _attach(con, env)
+        return {OVERVIEW: overview_sql(con, catalog, mart_sources(dbt_project_dir))}
+
+
+def _reads(sql: str, name: str) -> bool:
+    return re.search(rf"\b{SOURCE}\.{re.escape(name)}\b", sql, re.IGNORECASE) is not None
+
+
+def check_queries(
+    env: Environment, project_dir: Path = PROJECT_DIR, generated: Mapping[str, str] | None = None
+) -> dict[str, int]:
+    """Run every source query on `env`'s warehouse (read-only), the files of `project_dir` and the `generated` ones
+    (by default `generated_queries(env)`), then every page query on their results, as Evidence would; returns the
+    rows of each source query. A query that fails (a mart column renamed, a table gone) raises DashboardsError
+    naming the query file, or the page and query, before any site is touched."""
+    queries = {
+        name: (str(path.relative_to(project_dir)), path.read_text())
+        for name, path in source_queries(project_dir).items()
+    }
+    page_sql = page_queries(project_dir)
+    rows = {}
+    with duckdb.connect() as con:
+        catalog = _attach(con, env)
+        if generated is None:
+            generated = {OVERVIEW: overview_sql(con, catalog, mart_sources())}
+        for name, sql in generated.items():
+            queries[name] = (f"sources/{SOURCE}/{name}.sql (generated from the warehouse)", sql)
+        con.execute(f"create schema memory.{SOURCE}")
+        for name, (where, sql) in queries.items():
+            readers = [page for page, by_name in page_sql.items() if any(_reads(q, name) for q in by_name.values())]
             try:
-                con.execute(f"create table memory.{SOURCE}.{name} as {path.read_text()}")
+                con.execute(f"create table memory.{SOURCE}.{_quote(name)} as {sql}")
             except duckdb.Error as error:
-                where = path.relative_to(project_dir)
                 raise DashboardsError(
                     f"dashboards: source query {where} failed on the {env.name} warehouse {env.warehouse} "
                     f"(read by page(s) {', '.join(readers) or 'none'}): {error}"
                 ) from None
-            rows[name] = con.execute(f"select count(*) from memory.{SOURCE}.{name}").fetchone()[0]
+            rows[name] = con.execute(f"select count(*) from memory.{SOURCE}.{_quote(name)}").fetchone()[0]
         # the pages see only the source queries' results, as in Evidence (and no catalog named like the source)
         con.execute(f"use memory; detach {_quote(catalog)}")
         for page, sql_by_name in page_sql.items():
@@ -222,23 +321,34 @@ def _check_warehouse(env: Environment) -> None:
         )
 
 
-def _working_copy(project_dir: Path, work_dir: Path) -> Path:
-    """The project's own files copied to `work_dir/project`, sharing the checkout's `node_modules` (a symlink)."""
-    work = work_dir / "project"
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def _working_copy(project_dir: Path, work: Path, generated: Mapping[str, str], live_pages: bool = False) -> Path:
+    """The project's own files copied to `work` with the `generated` source queries written beside the others,
+    sharing the checkout's `node_modules` (a symlink); with `live_pages`, `pages/` is a symlink to the checkout's
+    pages, so `evidence dev` reloads edits to them."""
     for name in _COPIED:
-        target = work / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        source = project_dir / name
-        if source.is_dir():
+        target, source = work / name, project_dir / name
+        _remove(target)
+        if name == "pages" and live_pages:
+            work.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(source.resolve(), target_is_directory=True)
+        elif source.is_dir():
             shutil.copytree(source, target)
         else:
             work.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+    for name, sql in generated.items():
+        (work / "sources" / SOURCE / f"{name}.sql").write_text(sql)
     modules = work / "node_modules"
     if not modules.is_symlink():
-        modules.unlink(missing_ok=True)
-        modules.symlink_to(project_dir / "node_modules", target_is_directory=True)
+        _remove(modules)
+        modules.symlink_to((project_dir / "node_modules").resolve(), target_is_directory=True)
     shutil.rmtree(work / "build", ignore_errors=True)
     return work
 
@@ -250,12 +360,13 @@ def build(env: Environment, project_dir: Path = PROJECT_DIR, timeout_s: float = 
     with Evidence's own report of it, and the site built before stays as it was."""
     started = time.monotonic()
     _check_warehouse(env)
-    check_queries(env, project_dir)
+    generated = generated_queries(env)
+    check_queries(env, project_dir, generated)
     check_node()
     npm_installed = ensure_node_modules(project_dir)
     site = site_dir(env)
-    work = _working_copy(project_dir, site.parent)
-    queries = source_queries(work)
+    queries = (*source_queries(project_dir), *generated)
+    work = _working_copy(project_dir, site.parent / "project", generated)
     variables = evidence_env(env, work / "sources" / SOURCE)
     evidence = str(work / "node_modules" / ".bin" / "evidence")
     try:
@@ -267,7 +378,7 @@ def build(env: Environment, project_dir: Path = PROJECT_DIR, timeout_s: float = 
     return BuiltSite(
         site=site,
         pages=tuple(pages(work)),
-        source_queries=tuple(queries),
+        source_queries=tuple(sorted(queries)),
         npm_installed=npm_installed,
         seconds=time.monotonic() - started,
     )
@@ -288,13 +399,18 @@ def _replace(built: Path, site: Path) -> None:
     shutil.rmtree(outgoing, ignore_errors=True)
 
 
-def dev_command(env: Environment, project_dir: Path = PROJECT_DIR, port: int = 3100) -> tuple[list[str], dict]:
-    """The command and variables of `evidence dev` in the checkout (live reload of pages/ and sources/), after
-    installing the packages and running the source queries once."""
+def dev_command(
+    env: Environment, project_dir: Path = PROJECT_DIR, port: int = 3100
+) -> tuple[list[str], dict[str, str], Path]:
+    """The command, variables and folder of `evidence dev`, after installing the packages and running the source
+    queries once: in a working copy beside the site (`<ELT_DATA_DIR>/dashboards/<env>/dev`) that holds the
+    generated queries and links `pages/` to the checkout's, so edits to pages reload live; a changed source query
+    takes effect at the next `elt dashboards dev`."""
     _check_warehouse(env)
     check_node()
     ensure_node_modules(project_dir)
-    variables = evidence_env(env, project_dir / "sources" / SOURCE)
-    evidence = str(project_dir / "node_modules" / ".bin" / "evidence")
-    _run([evidence, "sources"], cwd=project_dir, env=variables, what="evidence sources", timeout_s=900)
-    return [evidence, "dev", "--port", str(port), "--host", "127.0.0.1"], {**os.environ, **variables}
+    work = _working_copy(project_dir, site_dir(env).parent / "dev", generated_queries(env), live_pages=True)
+    variables = evidence_env(env, work / "sources" / SOURCE)
+    evidence = str(work / "node_modules" / ".bin" / "evidence")
+    _run([evidence, "sources"], cwd=work, env=variables, what="evidence sources", timeout_s=900)
+    return [evidence, "dev", "--port", str(port), "--host", "127.0.0.1"], {**os.environ, **variables}, work
