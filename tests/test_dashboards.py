@@ -130,7 +130,8 @@ def test_deleting_a_source_deletes_its_paths_and_the_checks_stay_green(
     # a fork without `source`: its pages and queries gone from dashboards/, its models gone from the warehouse
     project = tmp_path / "dashboards"
     shutil.copytree(site.PROJECT_DIR, project, ignore=shutil.ignore_patterns("node_modules", ".evidence", "build"))
-    owned = [project / "pages" / source, *(project / "sources" / site.SOURCE).glob(f"{source}_*.sql")]
+    queries = project / "sources" / site.SOURCE
+    owned = [project / "pages" / source, *queries.glob(f"{source}_*.sql"), *queries.glob(source)]
     assert len(owned) > 1 and all(path.exists() for path in owned)
     for path in owned:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
