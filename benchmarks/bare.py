@@ -53,11 +53,11 @@ def replicate(env: Environment, url: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    from extract.files.source import DEMO_DROPS
-
     env, shop_url = resolve(), os.environ.get("ELT_SHOP_POSTGRES_URL")
     match argv:
         case ["files"]:
+            from extract.files.source import DEMO_DROPS
+
             load_share_prices(env, local_path_setting("ELT_FILES_DROP_DIR", DEMO_DROPS))
         case ["nasa", recorded_dir]:
             load_neows(env, Path(recorded_dir))

@@ -13,9 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.generate import SCALES
-from benchmarks.harness import MEMORY_LIMIT_MIB, OPTIONAL_STAGES, STAGE_NAMES, Bench, results_json
+from benchmarks.harness import MEMORY_LIMIT_MIB, OPTIONAL_STAGES, STAGE_NAMES, Bench, results_json, stage_plan
 
 console = Console(width=None if Console().is_terminal else 130)  # piped output: wide enough for the table
+
+
+def planned_stages(only: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """What `elt bench --stage ...` would do here: each stage with why it will be skipped (None: it runs)."""
+    return stage_plan(only or STAGE_NAMES)
 
 
 def progress(message: str) -> None:
@@ -60,12 +65,14 @@ def print_table(results: dict) -> None:
         "",
         f"< {MEMORY_LIMIT_MIB} MiB",
         verdict[memory["met"]],
-        f"{memory['platform_peak_mib']:,.0f} ({memory['stage']})",
+        f"{memory['platform_peak_mib']:,.0f} ({memory['stage']})" if memory["stage"] else "-",
     )
     console.print(table)
     for name, stage in results["stages"].items():
         for note in stage["notes"]:
             console.print(f"[yellow]note[/yellow] {name}: {note}", soft_wrap=True, highlight=False)
+    for name, reason in results["skipped"].items():
+        console.print(f"[yellow]skipped[/yellow] {name}: {reason}", soft_wrap=True, highlight=False)
 
 
 @click.command()
@@ -86,7 +93,8 @@ def print_table(results: dict) -> None:
     type=click.Choice(STAGE_NAMES + OPTIONAL_STAGES),
     multiple=True,
     help="Run only these stages (repeatable); default all but diff (`elt branch diff`) and automation "
-    "(declarative automation's no-op / +1% orders cycles and the publish step), which run only when named.",
+    "(declarative automation's no-op / +1% orders cycles and the publish step), which run only when named. "
+    "A stage whose demo source is not in extract/ is skipped.",
 )
 @click.option(
     "--output",
@@ -103,7 +111,8 @@ def print_table(results: dict) -> None:
     "folder, removed at the end).",
 )
 def bench(scale_name: str, repeat: int, only: tuple[str, ...], output: Path, work_dir: Path | None) -> None:
-    """Benchmark the platform against its references and print a table of ratios."""
+    """Benchmark the platform against its references and print a table of ratios (stages whose demo source was
+    deleted are skipped, and say so)."""
     work = work_dir.resolve() if work_dir else Path(tempfile.mkdtemp(prefix="elt-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -3,27 +3,29 @@
 Every value is a function of (seed, file/row/order number), computed by the database that writes it (DuckDB
 `COPY ... TO` for the CSVs, `generate_series` SQL inside PostgreSQL), so 10M rows take seconds to minutes, not
 Python loops, and the same scale and seed give the same bytes.
+
+The shop's schema and the NeoWs object shapes come from the demo sources themselves (`extract/shop/seed.py`,
+`extract/nasa/recorded/generate.py`), imported by the functions that write them, so this module loads with any
+demo source deleted; the stages that need a deleted source are skipped (benchmarks/harness.py).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import psycopg
-
-from extract.shop.seed import FIRST_NAMES, LAST_NAMES, ORDERS_END, ORDERS_START, SCHEMA_DDL, SIGNUPS_START, TRIGGER_DDL
 
 FIRST_DROP = date(2018, 1, 1)  # drop files are named by day from here: 2018-01-01.csv, 2018-01-02.csv ...
 LAST_TRADING_DATE = date(2018, 9, 28)  # row i of a file is this date minus i days: unique per file, like the sample
 FEED_START = date(2018, 9, 5)  # the NASA slice's default window: 7 feed days from here
 FEED_DAYS = 7
 PRODUCTS = 40
-INCREMENT_START = ORDERS_END  # the +1% orders come after every existing order, as new orders in a live shop do
 
 
 def quiet_connect(database: str | Path = ":memory:", read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -134,6 +136,16 @@ def fill_shop(url: str, scale: Scale) -> None:
     one trigger at a time takes longer than validating them in one pass. Rows carry distinct `updated_at` stamps as
     in the seed, and the seed's `updated_at` / deletion triggers are created after the insert.
     """
+    from extract.shop.seed import (
+        FIRST_NAMES,
+        LAST_NAMES,
+        ORDERS_END,
+        ORDERS_START,
+        SCHEMA_DDL,
+        SIGNUPS_START,
+        TRIGGER_DDL,
+    )
+
     window = (ORDERS_END - ORDERS_START).total_seconds()
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         cur.execute("set synchronous_commit = off")
@@ -192,12 +204,19 @@ def fill_shop(url: str, scale: Scale) -> None:
         conn.execute("vacuum analyze data.customers, data.products, data.orders")
 
 
+def increment_start() -> datetime:
+    """Where the +1% orders start: after every existing order, as new orders in a live shop come."""
+    from extract.shop.seed import ORDERS_END
+
+    return ORDERS_END
+
+
 def add_order_increment(url: str, scale: Scale) -> int:
     """Append 1% new orders, dated after every existing one; returns how many."""
     with psycopg.connect(url) as conn:
         conn.execute(
             "insert into data.orders (customer_id, product_id, quantity, total_amount, order_date, updated_at)"
-            + _order_rows_sql(scale.orders + 1, scale.increment, str(INCREMENT_START), 1.0, scale)
+            + _order_rows_sql(scale.orders + 1, scale.increment, str(increment_start()), 1.0, scale)
         )
     return scale.increment
 
@@ -205,7 +224,7 @@ def add_order_increment(url: str, scale: Scale) -> int:
 def remove_order_increment(url: str) -> None:
     """Back to the base shop: drop the increment and rewind the id sequence, so every repeat sees the same ids."""
     with psycopg.connect(url) as conn:
-        conn.execute("delete from data.orders where order_date >= %s", (INCREMENT_START,))
+        conn.execute("delete from data.orders where order_date >= %s", (increment_start(),))
         conn.execute("delete from data.deletions")  # the tombstones the delete left: the base shop has none
         conn.execute("select setval('data.orders_order_id_seq', (select max(order_id) from data.orders))")
 
@@ -240,17 +259,25 @@ class Dataset:
     recorded_dir: Path
 
 
-def generate_files(data_dir: Path, scale: Scale) -> Dataset:
-    """The CSVs and NeoWs days under `data_dir`; reused when a marker says the same scale wrote them."""
-    dataset = Dataset(drop_dir=data_dir / "drops", recorded_dir=data_dir / "neows")
-    marker = data_dir / "scale.json"
+def _generate_once(folder: Path, scale: Scale, write: Callable[[Path, Scale], object]) -> None:
+    """`write` the folder's files at this scale, unless a marker beside it says the same scale wrote them."""
+    marker = folder.with_name(f"{folder.name}.scale.json")
     wanted = json.dumps(asdict(scale), sort_keys=True)
     if marker.is_file() and marker.read_text() == wanted:
-        return dataset
-    for folder in (dataset.drop_dir, dataset.recorded_dir):
-        for stale in folder.glob("*") if folder.is_dir() else ():
-            stale.unlink()
-    write_share_price_files(dataset.drop_dir, scale)
-    write_neows_days(dataset.recorded_dir, scale)
+        return
+    marker.unlink(missing_ok=True)
+    for stale in folder.glob("*") if folder.is_dir() else ():
+        stale.unlink()
+    write(folder, scale)
     marker.write_text(wanted)
+
+
+def generate_files(data_dir: Path, scale: Scale, drops: bool = True, neows: bool = True) -> Dataset:
+    """The CSV drops and the NeoWs days under `data_dir`, each only when asked for (the NeoWs days need the nasa
+    source's generator); each is reused when a marker says the same scale wrote it."""
+    dataset = Dataset(drop_dir=data_dir / "drops", recorded_dir=data_dir / "neows")
+    if drops:
+        _generate_once(dataset.drop_dir, scale, write_share_price_files)
+    if neows:
+        _generate_once(dataset.recorded_dir, scale, write_neows_days)
     return dataset

@@ -3,16 +3,21 @@
 Two kinds of stage:
 - throughput: the platform's rows/s over the reference's rows/s for the same data (higher is better);
 - time: the platform's seconds over the reference's seconds for the same graph (lower is better).
+
+Each stage names the demo source packages it runs (`STAGE_SOURCES`): a stage whose source a fork deleted is
+skipped and recorded as such, and a source's modules are imported only by the stages that need it, so the
+benchmark runs whatever stages the remaining sources allow.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +96,35 @@ class Stage:
 
 STAGE_NAMES = ("csv", "postgres", "nasa", "orchestration", "incremental", "noop")
 OPTIONAL_STAGES = ("diff", "automation")  # run only when named with --stage
+GRAPH = ("files", "nasa", "shop")  # the whole graph: every source a graph script and its row checks name
+STAGE_SOURCES: dict[str, tuple[str, ...]] = {  # the packages under extract/ each stage runs
+    "csv": ("files",),
+    "postgres": ("shop",),
+    "nasa": ("nasa",),
+    "orchestration": GRAPH,
+    "incremental": GRAPH,
+    "noop": GRAPH,
+    "diff": (),
+    "automation": GRAPH,
+}
+
+
+def source_present(source: str) -> bool:
+    return importlib.util.find_spec(f"extract.{source}") is not None
+
+
+def skip_reason(stage: str) -> str | None:
+    """Why the stage cannot run here (`source shop not present`), or None when every source it needs is."""
+    missing = [source for source in STAGE_SOURCES[stage] if not source_present(source)]
+    if not missing:
+        return None
+    return f"source {missing[0]} not present" if len(missing) == 1 else f"sources {', '.join(missing)} not present"
+
+
+def stage_plan(only: Iterable[str] = STAGE_NAMES) -> dict[str, str | None]:
+    """The named stages in the order they run, each with the reason it will be skipped (None: it runs)."""
+    wanted = set(only)
+    return {stage: skip_reason(stage) for stage in (*STAGE_NAMES, *OPTIONAL_STAGES) if stage in wanted}
 
 
 @dataclass
@@ -103,6 +137,7 @@ class Bench:
     only: tuple[str, ...] = STAGE_NAMES
     progress: Callable[[str], None] = print
     stages: list[Stage] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # stage (as named by --stage) -> why it did not run
 
     def _measure(self, label: str, work: Callable[..., tuple[float, int]], *args: Any) -> Run:
         run = run_in_child(work, *args)
@@ -119,10 +154,14 @@ class Bench:
         return stage
 
     def run(self) -> list[Stage]:
-        from extract.shop.demo_postgres import DemoPostgres
-
         scale, work = self.scale, self.work_dir
-        if "diff" in self.only:
+        plan = stage_plan(self.only)
+        for name, reason in plan.items():
+            if reason is not None:
+                self.skipped[name] = reason
+                self.progress(f"{name}: skipped, {reason}")
+        runnable = [name for name, reason in plan.items() if reason is None]
+        if "diff" in runnable:
             self._pair(
                 Stage("branch_diff", "throughput", "elt branch diff (keyed)", "DuckDB EXCEPT", Target(">=", 0.8)),
                 diff_stage.diff_platform,
@@ -131,15 +170,16 @@ class Bench:
                 work / "data" / scale.name / "diff",
                 scale.orders,
             )
-            if set(self.only) <= {"diff"}:
-                return self.stages
+        sources = {source for name in runnable for source in STAGE_SOURCES[name]}
+        if not sources:  # nothing left but the diff, which needs no generated data
+            return self.stages
         self.progress(f"generating scale {scale.name} in {work}")
-        dataset = generate_files(work / "data" / scale.name, scale)
-        with DemoPostgres(work / "postgres") as postgres, self._shop(postgres.url):
-            url = postgres.url
+        dataset = generate_files(work / "data" / scale.name, scale, drops="files" in sources, neows="nasa" in sources)
+        with ExitStack() as stack:
+            url = stack.enter_context(self._shop()) if "shop" in sources else ""
             shop_rows = {"customers": scale.customers, "products": PRODUCTS, "orders": scale.orders}
             runs = work / "runs"
-            if "csv" in self.only:
+            if "csv" in runnable:
                 self._pair(
                     Stage(
                         "csv_to_raw", "throughput", "dlt share_price_files source", "DuckDB read_csv", Target(">=", 0.5)
@@ -150,7 +190,7 @@ class Bench:
                     dataset.drop_dir,
                     scale.csv_rows,
                 )
-            if "postgres" in self.only:
+            if "postgres" in runnable:
                 self._pair(
                     Stage(
                         "postgres_to_raw",
@@ -165,7 +205,7 @@ class Bench:
                     url,
                     shop_rows,
                 )
-            if "nasa" in self.only:
+            if "nasa" in runnable:
                 self._pair(
                     Stage(
                         "nasa_to_raw", "throughput", "dlt neows source via replay HTTP", "DuckDB read_text + JSON", None
@@ -176,28 +216,33 @@ class Bench:
                     dataset.recorded_dir,
                     scale.neo_rows,
                 )
-            if {"orchestration", "incremental", "noop"} & set(self.only):
-                self._graph_stages(url, dataset.drop_dir, dataset.recorded_dir)
-            if "automation" in self.only:
+            if {"orchestration", "incremental", "noop"} & set(runnable):
+                self._graph_stages(runnable, url, dataset.drop_dir, dataset.recorded_dir)
+            if "automation" in runnable:
                 self._automation_stages(url, dataset.drop_dir, dataset.recorded_dir)
         return self.stages
 
     @contextmanager
-    def _shop(self, url: str) -> Iterator[None]:
-        """Fill PostgreSQL at this scale (kept across runs in the same work dir); no increment left behind."""
-        marker = self.work_dir / "postgres" / "filled.json"
-        wanted = json.dumps(asdict(self.scale), sort_keys=True)
-        if not marker.is_file() or marker.read_text() != wanted:
-            self.progress(f"filling PostgreSQL: {self.scale.customers:,} customers, {self.scale.orders:,} orders")
-            fill_shop(url, self.scale)
-            marker.write_text(wanted)
-        remove_order_increment(url)
-        try:
-            yield
-        finally:
-            remove_order_increment(url)
+    def _shop(self) -> Iterator[str]:
+        """The shop's demo PostgreSQL, filled at this scale (kept across runs in the same work dir) with no
+        increment left behind; yields its URL."""
+        from extract.shop.demo_postgres import DemoPostgres
 
-    def _graph_stages(self, url: str, drop_dir: Path, recorded_dir: Path) -> None:
+        with DemoPostgres(self.work_dir / "postgres") as postgres:
+            url = postgres.url
+            marker = self.work_dir / "postgres" / "filled.json"
+            wanted = json.dumps(asdict(self.scale), sort_keys=True)
+            if not marker.is_file() or marker.read_text() != wanted:
+                self.progress(f"filling PostgreSQL: {self.scale.customers:,} customers, {self.scale.orders:,} orders")
+                fill_shop(url, self.scale)
+                marker.write_text(wanted)
+            remove_order_increment(url)
+            try:
+                yield url
+            finally:
+                remove_order_increment(url)
+
+    def _graph_stages(self, runnable: list[str], url: str, drop_dir: Path, recorded_dir: Path) -> None:
         """The whole graph bare (the reference of three stages), then Dagster, +1% orders, and a no-op re-run."""
         scale, graph = self.scale, self.work_dir / "graph"
         extra = {"ELT_FILES_DROP_DIR": str(drop_dir), "ELT_SHOP_POSTGRES_URL": url}
@@ -223,7 +268,7 @@ class Bench:
         def stage(name: str, platform: str, reference: str, target: Target, runs: list[Run]) -> None:
             self.stages.append(Stage(name, "time", platform, reference, target, graph_rows, runs, full_runs))
 
-        if "orchestration" in self.only:
+        if "orchestration" in runnable:
             runs = [
                 self._measure(
                     f"graph Dagster run {number}",
@@ -242,7 +287,7 @@ class Bench:
                 Target("<=", 1.3),
                 runs,
             )
-        if "incremental" in self.only:
+        if "incremental" in runnable:
             runs = []
             for number in range(1, self.repeat + 1):
                 shutil.copyfile(snapshot, graph / "warehouse.duckdb")
@@ -267,7 +312,7 @@ class Bench:
                 Target("<=", 0.1),
                 runs,
             )
-        if "noop" in self.only:
+        if "noop" in runnable:
             runs = []
             for number in range(1, self.repeat + 1):
                 shutil.copyfile(snapshot, graph / "warehouse.duckdb")
@@ -361,17 +406,21 @@ class Bench:
 
 
 def results_json(bench: Bench) -> dict[str, Any]:
-    peak_stage = max(bench.stages, key=lambda stage: stage.platform_peak_mib)
+    """The results file; `skipped` names each stage that did not run and why (a source deleted in this fork), and
+    `peak_memory` holds nulls when no stage ran."""
+    peak_stage = max(bench.stages, key=lambda stage: stage.platform_peak_mib, default=None)
+    peak_mib = peak_stage.platform_peak_mib if peak_stage else None
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
         "scale": asdict(bench.scale) | {"csv_rows": bench.scale.csv_rows, "shop_rows": bench.scale.shop_rows},
         "repeat": bench.repeat,
         "stages": {stage.name: stage.to_json() for stage in bench.stages},
+        "skipped": dict(bench.skipped),
         "peak_memory": {
-            "platform_peak_mib": round(peak_stage.platform_peak_mib, 1),
-            "stage": peak_stage.name,
+            "platform_peak_mib": round(peak_mib, 1) if peak_mib is not None else None,
+            "stage": peak_stage.name if peak_stage else None,
             "target_mib": MEMORY_LIMIT_MIB,
-            "met": peak_stage.platform_peak_mib < MEMORY_LIMIT_MIB,
+            "met": peak_mib < MEMORY_LIMIT_MIB if peak_mib is not None else None,
         },
     }
