@@ -8,33 +8,38 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestration.lib.environment import REPO_ROOT, EnvironmentConfigError, resolve
 from orchestration.lib.instance import prepare_dagster_home
 from orchestration.pipeline import RunSummary, run_pipeline
+from orchestration.run_output import captured_run, new_run_log
 
 console = Console()
 
 
-def print_summary(summary: RunSummary) -> None:
+def print_summary(summary: RunSummary, log_path: Path | None = None, out: Console | None = None) -> None:
+    out = out or console
     for run in summary.runs:
-        console.print(f"run: {run}")
+        out.print(f"run: {run}", soft_wrap=True, highlight=False, markup=False)
     table = Table(title="ELT run summary", show_lines=False)
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, count in summary.table_rows:
         table.add_row(name, f"{count:,}")
-    console.print(table)
+    out.print(table)
     status = "[green]passed[/green]" if not summary.checks_failed else "[red]FAILED[/red]"
     passed, failed = summary.checks_passed, len(summary.checks_failed)
-    console.print(f"asset checks (dbt tests, file integrity): {passed} passed, {failed} failed -> {status}")
+    out.print(f"asset checks (dbt tests, file integrity): {passed} passed, {failed} failed -> {status}")
     for failed in summary.checks_failed:
-        console.print(f"  [red]failed[/red] {failed}")
+        out.print(f"  [red]failed[/red] {escape(failed)}", soft_wrap=True)
     for step in summary.failed_steps:
-        console.print(f"  [red]step failed[/red] {step}")
-    console.print(f"warehouse: {summary.warehouse}")
-    console.print("[green]OK[/green]" if summary.ok else "[red]the run failed: see above[/red]")
+        out.print(f"  [red]step failed[/red] {escape(step)}", soft_wrap=True)
+    out.print(f"warehouse: {summary.warehouse}", soft_wrap=True, highlight=False, markup=False)
+    if log_path is not None:
+        out.print(f"full log (Dagster and dbt): {log_path}", soft_wrap=True, highlight=False, markup=False)
+    out.print("[green]OK[/green]" if summary.ok else "[red]the run failed: see above[/red]")
 
 
 @click.group()
@@ -45,18 +50,43 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
-@main.command()
-def run() -> None:
-    """Run the whole pipeline (every extract and `dbt build`) through Dagster, then print a summary."""
+def _given_log(log_file: Path) -> Path:
     try:
-        summary = run_pipeline()
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        log_file.touch()
+    except OSError as error:
+        raise click.ClickException(f"--log-file {log_file}: {error.strerror}") from None
+    return log_file.resolve()
+
+
+@main.command()
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Append the run's full log (Dagster's and dbt's) to this file "
+    "instead of a new <ELT_DATA_DIR>/logs/elt-run-<time>.log.",
+)
+def run(log_file: Path | None) -> None:
+    """Run the whole pipeline (every extract and `dbt build`) through Dagster, then print a summary.
+
+    Prints a line per finished step and dbt model and every failure; the full log goes to a file (see --log-file)."""
+    terminal = Console(file=sys.stdout)  # the real stdout: during the run sys.stdout is the log file
+    try:
+        env = resolve()
+        prepare_dagster_home(env.dagster_home)  # the first write under ELT_DATA_DIR, with its one-line error
+        log_path = _given_log(log_file) if log_file else new_run_log(env.data_dir)
+        terminal.print(f"elt run: {env.name}, full log in {log_path}", soft_wrap=True, highlight=False, markup=False)
+        with captured_run(log_path, terminal) as output:
+            summary = run_pipeline(say=output.say, watcher=output)
     except EnvironmentConfigError as error:
         raise click.ClickException(str(error)) from error
     except KeyboardInterrupt as interrupt:
         why = str(interrupt) or "interrupted"
-        console.print(f"[red]stopped[/red]: {why}; `elt run` again loads what is still pending")
+        terminal.print(
+            f"[red]stopped[/red]: {escape(why)}; `elt run` again loads what is still pending", soft_wrap=True
+        )
         sys.exit(130)
-    print_summary(summary)
+    print_summary(summary, log_path, terminal)
     sys.exit(0 if summary.ok else 1)
 
 

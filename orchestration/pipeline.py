@@ -9,6 +9,7 @@ and the benchmark call `run_pipeline`; the schedules and sensors launch the same
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,21 @@ class PlannedRun:
     job: dg.UnresolvedAssetJobDefinition
     what: str  # for the summary: `raw_files/share_prices 2018-01-22.csv..2018-01-23.csv`
     tags: dict[str, str]
+
+
+class RunWatcher:
+    """What `run_pipeline` tells a caller that shows progress (`elt run`: orchestration/run_output.py) as the pass
+    goes. Each method does nothing here; a watcher overrides the ones it needs."""
+
+    def planned(self, defs: dg.Definitions, runs: Sequence[PlannedRun]) -> None:
+        """The loaded definitions and the runs of this pass, before the first one starts."""
+
+    def starting(self, run: PlannedRun, run_id: str) -> None:
+        """`run` is next (it may still wait for its pool slot); its events will carry `run_id`."""
+
+    def event(self, entry: dg.EventLogEntry) -> None:
+        """Every event and log message of a run, as Dagster stores it (step successes and failures,
+        materializations, asset check evaluations, log lines), while the run goes on."""
 
 
 def warehouse_row_counts(location: str) -> list[tuple[str, int]]:
@@ -156,6 +172,7 @@ def run_pipeline(
     partitions: Mapping[str, Sequence[str]] | None = None,
     selection: dg.AssetSelection | None = None,
     say: Callable[[str], None] = _say,
+    watcher: RunWatcher | None = None,
 ) -> RunSummary:
     """Materialize the whole asset graph once, in this process, for the environment the variables resolve to:
     the pending partitions of each partitioned asset, then every unpartitioned asset (the shop tables and dbt).
@@ -163,7 +180,7 @@ def run_pipeline(
     One pass at a time per instance (`one_runner`); runs left in progress by a process that died are marked failed
     and their pool slots freed first; each run starts once the warehouse pool has a free slot (`wait_for_pool`
     says who holds it). Ctrl-C / SIGTERM during a run fail that run (Dagster releases its slot) and end the pass
-    with KeyboardInterrupt."""
+    with KeyboardInterrupt. A `watcher` hears each run's events as they happen."""
     from orchestration.definitions import load_definitions
 
     env = resolve()
@@ -178,11 +195,17 @@ def run_pipeline(
         added = [job for job in jobs.values() if not _has_job(defs, job)]
         runnable = dg.Definitions.merge(defs, dg.Definitions(jobs=added))
 
+        watcher = watcher or RunWatcher()
+        watcher.planned(runnable, planned)
         success, failed_steps, evaluations, runs = True, [], [], []
         for run in planned:
+            run_id = str(uuid.uuid4())  # chosen here so the watcher hears the run's first event
+            watcher.starting(run, run_id)
+            instance.add_event_listener(run_id, watcher.event)  # called in this process as each event is stored
             wait_for_pool(instance, WAREHOUSE_POOL, say)
             result = runnable.resolve_job_def(run.job.name).execute_in_process(
                 instance=instance,
+                run_id=run_id,
                 raise_on_error=False,
                 tags={**run.tags, **owner_tags()},
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},

@@ -28,6 +28,15 @@ KEEP_RUN_TARGETS = 5  # dagster-dbt writes target/<op>-<id>/ per run; older ones
 _IGNORED = {"target", "logs", "dbt_packages"}
 
 
+def dbt_colour_environ() -> dict[str, str]:
+    """dbt colours its log whatever it writes to, and dagster-dbt re-emits that log on this process's stdout: colour
+    only when that stdout is a terminal and NO_COLOR (no-color.org) is unset. dbt's own log file never gets colour
+    codes. A DBT_USE_COLORS or DBT_USE_COLORS_FILE the user set wins."""
+    colours = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    wanted = {"DBT_USE_COLORS": "true" if colours else "false", "DBT_USE_COLORS_FILE": "false"}
+    return {name: value for name, value in wanted.items() if name not in os.environ}
+
+
 def _dbt_executable() -> str:
     """The dbt installed beside this Python (a process started without the venv on PATH still finds it)."""
     beside = Path(sys.executable).parent / "dbt"
@@ -52,7 +61,7 @@ class WarehouseDbtCliResource(DbtCliResource):
     def cli(self, args, **kwargs):
         # dagster-dbt builds the subprocess env from os.environ inside cli(); the owner variable lets the next run end
         # a dbt left running by a run killed with SIGKILL (orchestration/lib/runs.py)
-        with scoped_environ({**self.env_vars, **owner_environ()}):
+        with scoped_environ({**self.env_vars, **owner_environ(), **dbt_colour_environ()}):
             return super().cli(args, **kwargs)
 
     @cached_property
