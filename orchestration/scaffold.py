@@ -1,8 +1,16 @@
 """`elt new source NAME --kind rest|sql|files [--table TABLE]`: the skeleton of a new source in every layer.
 
 It writes the extractor (`extract/<name>/`), the Dagster slice (`orchestration/defs/<name>/`, autoloaded), the dbt
-staging models (`dbt_project/models/staging/<name>/`) and a test (`tests/test_<name>.py`), and edits nothing: the
-slice binds its own resource, the dbt translator hangs the staging model under the extract asset `raw_<name>/<table>`.
+staging models (`dbt_project/models/staging/<name>/`), a test (`tests/test_<name>.py`) and its fixtures
+(`tests/fixtures_<name>.py`), and edits nothing: the slice binds its own resource, the dbt translator hangs the
+staging model under the extract asset `raw_<name>/<table>`, and tests/conftest.py finds the fixtures by name.
+
+Every source runs as soon as it is written: with its setting unset, it loads a small demo shipped in
+`extract/<name>/`, offline and through the same path as the real thing. rest: made-up responses in `recorded/`
+served by a replay server on 127.0.0.1 (`replay.py`, over extract/local_server.py); sql: a PostgreSQL started from
+the `pgserver` wheel (extract/shop/demo_postgres.py) and seeded from `demo_seed/`, so Sling replicates it exactly as
+it would a real database; files: sample CSV files in `demo_drops/`. The fixtures' `demo_row_counts(con)` derives
+from those inputs what a demo run lands per raw table, which the end-to-end test checks with every other source's.
 
 The files come from `orchestration/scaffold_templates/<layer>/`, trees that mirror the repository: the layer `common`
 for every kind, then the kind's own (`rest`, `sql`, `files`; a file there replaces a `common` one at the same path).
@@ -159,29 +167,37 @@ class SourceScaffold:
         name, table, upper = self.name, self.table, self.name.upper()
         model = f"dbt_project/models/staging/{name}/stg_{name}__{table}.sql"
         if self.kind == "rest":
+            demo = f"the responses in extract/{name}/recorded/ served by a local replay (extract/{name}/replay.py)"
             setup = [
                 f"Point it at the API: export ELT_{upper}_BASE_URL=https://api.example.com/v1 "
                 f"(the source GETs <base url>/{table}).",
-                f"Shape the extract in extract/{name}/source.py: authentication, pagination, more resources.",
+                f"Shape the extract in extract/{name}/source.py: authentication, pagination, more resources; "
+                f"record a real answer as extract/{name}/recorded/{table}.json for the demo.",
             ]
         elif self.kind == "files":
+            demo = f"the sample CSV files in extract/{name}/demo_drops/"
             setup = [
-                f"Drop CSV files with an `id` column into <ELT_DATA_DIR>/drops/{name}, or export "
-                f"ELT_{upper}_DROP_DIR=<folder or s3://bucket/prefix>.",
+                f"Point it at the drops: export ELT_{upper}_DROP_DIR=<folder or s3://bucket/prefix> "
+                "(CSV files with an `id` column).",
             ]
         else:
+            demo = f"a demo PostgreSQL seeded from extract/{name}/demo_seed/ (extract/{name}/demo.py)"
             setup = [
                 f"Point it at the database: export ELT_{upper}_POSTGRES_URL=postgresql://user:password@host:5432/db "
                 "(kept out of the definitions through dg.EnvVar).",
                 f"In extract/{name}/replication.yaml, name the stream (public.{table}), its primary_key and "
-                "update_key; add a stream per table.",
+                f"update_key; add a stream per table (and its demo table in extract/{name}/demo_seed/).",
             ]
         return [
+            f"It runs now, offline: with no setting it loads {demo}. `elt run` includes it and lists "
+            f"raw_{name}.{table} in its summary.",
             *setup,
             f"List the columns in {model} and describe them in _{name}__models.yml (and _{name}__sources.yml).",
+            f"Keep the demo like the real source: tests/fixtures_{name}.py derives from it what a demo run lands "
+            "(demo_row_counts), which tests/test_end_to_end.py checks with every other source.",
             f"Run its test: uv run pytest tests/test_{name}.py",
-            f"Load it: `elt dev`, then materialize raw_{name}/{table} (job {name}_daily; its 06:00 UTC schedule "
-            "runs by default in prod only); `elt run` includes it.",
+            f"In `elt dev`, materialize raw_{name}/{table} (job {name}_daily; its 06:00 UTC schedule runs by default "
+            "in prod only).",
         ]
 
 
@@ -208,14 +224,19 @@ def new() -> None:
     help="The repository to write into.",
 )
 def source(name: str, kind: str, table: str, repo_root: Path) -> None:
-    """Scaffold source NAME (a lowercase identifier): extractor, Dagster slice, dbt staging model and a test.
+    """Scaffold source NAME (a lowercase identifier): extractor with a demo, Dagster slice, dbt staging model, a test
+    and its fixtures.
 
     \b
-    rest:  a dlt source GETting <base url>/<table> (ELT_<NAME>_BASE_URL), merged on `id`
-    sql:   a Sling replication of PostgreSQL public.<table> (ELT_<NAME>_POSTGRES_URL), incremental
-    files: a dlt source over CSV files in a folder or s3:// URL (ELT_<NAME>_DROP_DIR), merged on `id`
+    rest:  a dlt source GETting <base url>/<table> (ELT_<NAME>_BASE_URL), merged on `id`;
+           unset, a local replay of recorded responses
+    sql:   a Sling replication of PostgreSQL public.<table> (ELT_<NAME>_POSTGRES_URL), incremental;
+           unset, a seeded demo PostgreSQL
+    files: a dlt source over CSV files in a folder or s3:// URL (ELT_<NAME>_DROP_DIR), merged on `id`;
+           unset, sample files
 
     Its asset is raw_<name>/<table>, the staging model stg_<name>__<table> hangs under it; nothing else is edited.
+    With no settings it loads its demo, so `elt run` stays green.
     """
     scaffold = SourceScaffold(name=name, kind=kind, table=table)
     written = scaffold.write(repo_root)

@@ -1,12 +1,16 @@
-"""`elt new source`: what it refuses, and, in a copy of the repository, that three new sources (one per kind) load
-with the rest of the definitions, pass their own generated tests, the platform's graph and import rules and ruff,
-and edit no existing file."""
+"""`elt new source`: what it refuses, and, in a copy of the repository with three new sources (one per kind), that
+they load with the rest of the definitions (dbt parses their models), pass the platform's graph and import rules and
+ruff, and edit no existing file; and (slow) that `elt run` in that copy stays green, landing each new source's demo
+with the row counts its fixtures derive, and that the generated tests pass on the demos."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,6 +46,23 @@ with open(sys.argv[1], "w") as out:
     )
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[2:]]))
 """
+# runs in the copy after `elt run`: what the end-to-end test expects of a demo run (every source's
+# `demo_row_counts`) and the rows of the new staging models, then the generated tests
+COUNT_AND_TEST = """
+import json, sys
+import duckdb
+import pytest
+from tests.test_end_to_end import expected_counts
+
+warehouse, out, models = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+with duckdb.connect(warehouse, read_only=True) as con:
+    staging = {model: con.sql(f"select count(*) from staging.{model}").fetchone()[0] for model in models}
+with open(out, "w") as file:
+    json.dump({"expected": expected_counts(warehouse), "staging": staging}, file)
+sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[4:]]))
+"""
+# a row of the summary table `elt run` prints: `│ raw_shop.orders │ 6,000 │`
+SUMMARY_ROW = re.compile(r"^\W*(?P<table>[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\W+(?P<rows>[\d,]+)\W*$")
 
 
 def scaffold(*args: str) -> Result:
@@ -134,7 +155,10 @@ def test_longest_names_pass_ruff(tmp_path: Path) -> None:
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
 
 
-def test_new_sources_load_in_a_copy_of_the_repository(tmp_path: Path) -> None:
+def scaffold_in_a_copy(tmp_path: Path) -> tuple[Path, list[str], dict[str, str]]:
+    """A copy of the repository, committed in a git of its own, with one new source per kind (SOURCES) scaffolded
+    into it; returns the copy, the paths written, and the environment that runs the copy's code (its packages
+    first on the path) in a data dir of its own with every source on its demo."""
     copy = tmp_path / "repo"
     copy_repository(copy)
     git(copy, "init", "-q")
@@ -146,10 +170,26 @@ def test_new_sources_load_in_a_copy_of_the_repository(tmp_path: Path) -> None:
         result = scaffold(name, "--kind", kind, "--table", table, "--repo-root", str(copy))
         assert result.exit_code == 0, result.output
         created = [line.split("created ", 1)[1] for line in result.output.splitlines() if "created " in line]
-        assert f"tests/test_{name}.py" in created and "Next:" in result.output, result.output
+        assert {f"tests/test_{name}.py", f"tests/fixtures_{name}.py"} <= set(created), result.output
+        assert "Next:" in result.output and "It runs now, offline" in result.output, result.output
         written += created
+
+    environ = {key: value for key, value in os.environ.items() if not key.startswith(("ELT_", "DAGSTER_CLOUD_"))}
+    environ |= {"PYTHONPATH": str(copy), "ELT_DATA_DIR": str(copy / "data"), "COLUMNS": "200"}
+    return copy, written, environ
+
+
+def test_new_sources_load_in_a_copy_of_the_repository(tmp_path: Path) -> None:
+    copy, written, environ = scaffold_in_a_copy(tmp_path)
     again = scaffold("scaf_rest", "--kind", "rest", "--repo-root", str(copy))
     assert again.exit_code != 0 and "extract/scaf_rest/" in again.output
+    for kind, (name, _) in SOURCES.items():
+        demo = {
+            "rest": f"extract/{name}/recorded/",
+            "sql": f"extract/{name}/demo_seed/",
+            "files": f"extract/{name}/demo_drops/",
+        }
+        assert any(path.startswith(demo[kind]) for path in written), f"{kind}: no demo under {demo[kind]}"
 
     generated_python = [path for path in written if path.endswith(".py")]
     check = ruff(copy, "check", "--no-cache", *generated_python)
@@ -157,11 +197,10 @@ def test_new_sources_load_in_a_copy_of_the_repository(tmp_path: Path) -> None:
     formatted = ruff(copy, "format", "--no-cache", "--check", *generated_python)
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
 
-    environ = {key: value for key, value in os.environ.items() if not key.startswith(("ELT_", "DAGSTER_CLOUD_"))}
-    environ |= {"PYTHONPATH": str(copy), "ELT_DATA_DIR": str(copy / "data")}
+    # the definitions load (which parses the dbt project: the copy has no manifest) and the platform's rules run;
+    # the generated tests, which load the demos, are the slow test's
     dump = tmp_path / "graph.json"
-    tests = [f"tests/test_{name}.py" for name, _ in SOURCES.values()]
-    tests += [test for test in PLATFORM_TESTS if (copy / test.split("::")[0]).is_file()]
+    tests = [test for test in PLATFORM_TESTS if (copy / test.split("::")[0]).is_file()]
     loaded = run([sys.executable, "-c", LOAD_AND_TEST, str(dump), *tests], copy, env=environ, timeout=900)
     assert dump.exists(), f"the definitions did not load in the copy:\n{loaded.stdout[-4000:]}{loaded.stderr[-4000:]}"
     graph = json.loads(dump.read_text())
@@ -176,3 +215,54 @@ def test_new_sources_load_in_a_copy_of_the_repository(tmp_path: Path) -> None:
     changed = [line for line in status if not line.startswith("?? ")]
     assert not changed, f"the scaffold (or loading) changed existing files: {changed}"
     assert sorted(line[3:] for line in status) == sorted(written)
+
+
+@pytest.fixture
+def outside_pytest_tmp() -> Iterator[Path]:
+    """A temp folder outside pytest's (`/tmp/pytest-of-<user>`), for runs that start a demo PostgreSQL. As root, its
+    server runs as another user, who must reach its data dir; every pytest session that starts (the nested one here,
+    or another on the machine) makes pytest's folder private again, and `pg_ctl stop` then fails on the path."""
+    with tempfile.TemporaryDirectory(prefix="scaffold-") as folder:
+        yield Path(folder)
+
+
+@pytest.mark.slow
+def test_elt_run_stays_green_with_new_sources_on_their_demos(outside_pytest_tmp: Path) -> None:
+    """Right after scaffolding, with no settings: `elt run` in the copy exits 0, its summary lists every new raw
+    table with what the source's fixtures say its demo lands, and every table with what the end-to-end test expects
+    (each source's `demo_row_counts`); the staging models hold the raw rows; the generated tests pass."""
+    folder = outside_pytest_tmp
+    copy, _, environ = scaffold_in_a_copy(folder)
+    elt = run([str(Path(sys.executable).parent / "elt"), "run"], copy, env=environ, timeout=1800)
+    output = elt.stdout + elt.stderr
+    assert elt.returncode == 0, f"elt run failed in the copy:\n{output[-6000:]}"
+    warehouse = copy / "data" / "warehouse" / "dev.duckdb"
+    assert f"warehouse: {warehouse}" in elt.stdout, elt.stdout[-3000:]
+    summary = {
+        match["table"]: int(match["rows"].replace(",", ""))
+        for match in map(SUMMARY_ROW.match, elt.stdout.splitlines())
+        if match
+    }
+
+    counts = folder / "counts.json"
+    models = ",".join(f"stg_{name}__{table}" for name, table in SOURCES.values())
+    tests = [f"--basetemp={folder / 'pytest'}", *(f"tests/test_{name}.py" for name, _ in SOURCES.values())]
+    checked = run(
+        [sys.executable, "-c", COUNT_AND_TEST, str(warehouse), str(counts), models, *tests],
+        copy,
+        env=environ,
+        timeout=900,
+    )
+    assert counts.exists(), f"counting failed in the copy:\n{checked.stdout[-4000:]}{checked.stderr[-4000:]}"
+    expected, staging = json.loads(counts.read_text()).values()
+    for name, table in SOURCES.values():
+        raw = f"raw_{name}.{table}"
+        assert expected.get(raw), f"tests/fixtures_{name}.py says its demo lands no {raw}: {expected}"
+        assert summary.get(raw) == expected[raw], (
+            f"{raw}: the summary says {summary.get(raw)}, the demo {expected[raw]}"
+        )
+        assert staging[f"stg_{name}__{table}"] == expected[raw]
+    assert summary == expected, "the end-to-end test's demo counts do not match the run"
+    assert checked.returncode == 0, (
+        f"generated tests failed in the copy:\n{checked.stdout[-6000:]}{checked.stderr[-3000:]}"
+    )
