@@ -2,13 +2,8 @@
 error paths, and a writer of feed days in the recorded files' shape."""
 
 import json
-import threading
-import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,51 +27,6 @@ def write_feed_days(folder: Path, neos_by_day: Mapping[date, list[dict[str, Any]
         feed = {"element_count": len(neos), "near_earth_objects": {str(day): neos}}
         (folder / f"feed_{day}.generated.json").write_text(json.dumps(feed))
     return folder
-
-
-@dataclass
-class ScriptedServer:
-    base_url: str
-    requests: int = 0
-
-
-@contextmanager
-def scripted_server(*responses: tuple) -> Iterator[ScriptedServer]:
-    """A tiny HTTP server answering each GET with the next (status, headers, body[, delay seconds]); the last
-    response repeats. `.requests` counts the requests it got."""
-    queue = list(responses)
-    lock = threading.Lock()
-    scripted = ScriptedServer(base_url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            with lock:
-                scripted.requests += 1
-                status, headers, body, *delay = queue.pop(0) if len(queue) > 1 else queue[0]
-            time.sleep(delay[0] if delay else 0)
-            payload = body.encode()
-            try:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client timed out and left
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    scripted.base_url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        yield scripted
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def neows_error(error: BaseException) -> NeowsError:

@@ -16,7 +16,7 @@ from orchestration.definitions import load_definitions
 from orchestration.lib.automation import AUTOMATION_SENSOR, model_automation_condition, requested_keys, run_requested
 from orchestration.lib.environment import resolve
 from orchestration.pipeline import run_pipeline
-from tests.conftest import use_platform_env
+from tests.support import use_platform_env
 
 SHARE_PRICES = dg.AssetKey(["raw_files", "share_prices"])
 NEW_FILE = "2018-01-24.csv"

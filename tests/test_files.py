@@ -21,6 +21,8 @@ from orchestration.defs.files.resources import ShareDropsResource
 from orchestration.defs.files.sensors import build_drops_sensor, read_cursor
 from orchestration.lib.environment import resolve
 from orchestration.lib.warehouse import WarehouseResource
+from tests.fixtures_files import demo_share_price_rows
+from tests.support import elt, query
 
 HEADER = '"date","share_price","amount","spend","shift","spread"'
 
@@ -386,3 +388,44 @@ def test_invalid_drop_file_keeps_row_and_column(drops, tmp_path):
         error = error.__cause__ or error.__context__
     assert error.failing_rows == 2
     assert [(problem.row, problem.column) for problem in error.sample] == [(1, "share_price"), (2, "share_price")]
+
+
+# ---------------------------------------------------------------- the demo run and `elt run` with a bad drop
+
+
+def test_the_demo_mart_holds_the_dropped_prices(demo_run):
+    rows = {row["date"]: row["share_price"] for row in demo_share_price_rows()}
+    day, price = sorted(rows.items())[-1]
+    [(mart_price,)] = query(
+        demo_run.warehouse,
+        f"select share_price from marts.fct_share_prices_daily where trading_date = date '{day.replace('/', '-')}'",
+    )
+    assert float(mart_price) == float(price)
+
+
+def test_elt_run_refuses_a_bad_drop_loads_the_rest_and_exits_non_zero(demo_run, tmp_path):
+    """After the demo run, two new drops: one with a negative share price, which fails the integrity check before
+    its load, and a good one. `elt run` names the bad file, row and column, loads the good one, and exits 1."""
+    data_dir = demo_run.copy_to(tmp_path)
+    drops = Path(shutil.copytree(DEMO_DROPS, tmp_path / "drops"))
+    (drops / "2018-01-24.csv").write_text(_csv(_row(1, date="2018/10/16"), _row(2, price="-1.0000", date="2018/10/17")))
+    (drops / "2018-01-25.csv").write_text(_csv(_row(1, date="2018/10/18"), _row(2, date="2018/10/19")))
+    result = elt("run", settings={"ELT_DATA_DIR": str(data_dir), "ELT_FILES_DROP_DIR": str(drops)})
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "the run failed" in result.stdout
+    assert "2018-01-24.csv" in output and "share_price" in output and "row 2" in output, output[-3000:]
+    # a normal run is quiet: no Python warning and no Dagster warning (the bad file is an error, and said once)
+    assert "Warning:" not in output and " - WARNING - " not in output, [
+        line for line in output.splitlines() if "Warning:" in line or " - WARNING - " in line
+    ][:5]
+    loaded = dict(
+        query(
+            data_dir / "warehouse" / "dev.duckdb",
+            "select _source_file, count(*) from raw_files.share_prices group by 1",
+        )
+    )
+    assert "2018-01-24.csv" not in loaded
+    assert loaded["2018-01-25.csv"] == 2
+    assert sum(loaded.values()) == len(demo_share_price_rows()) + 2

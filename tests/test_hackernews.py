@@ -15,7 +15,7 @@ import requests
 from extract.hackernews.replay import HackerNewsReplay, recorded_items
 from extract.hackernews.source import DEFAULT_MAX_ITEMS, ITEM_COLUMNS, hackernews
 from tests.fixtures_hackernews import demo_row_counts, hackernews_error
-from tests.fixtures_nasa import scripted_server
+from tests.support import scripted_server
 
 FAST_RETRY = {"backoff_factor": 0.01, "max_retry_delay": 5.0}
 ITEMS = recorded_items()

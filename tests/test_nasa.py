@@ -29,7 +29,8 @@ from orchestration.defs.nasa.resources import NasaApiResource
 from orchestration.defs.nasa.schedules import schedules
 from orchestration.lib.environment import resolve
 from orchestration.lib.warehouse import WarehouseResource
-from tests.fixtures_nasa import neows_error, scripted_server, write_feed_days
+from tests.fixtures_nasa import neows_error, write_feed_days
+from tests.support import scripted_server
 
 SECRET_KEY = "s3cret-test-key"
 FAST_RETRY = {"backoff_factor": 0.01, "max_retry_delay": 5.0}

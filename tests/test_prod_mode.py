@@ -14,7 +14,7 @@ from extract.files.source import DEMO_DROPS
 from orchestration.lib.dbt import ensure_manifest
 from orchestration.lib.dbt_translator import WarehouseDbtTranslator, warehouse_database
 from orchestration.lib.environment import resolve
-from tests.conftest import use_platform_env
+from tests.support import use_platform_env
 
 MART = dg.AssetKey(["marts", "fct_share_prices_daily"])
 SHARE_PRICES = dg.AssetKey(["raw_files", "share_prices"])

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import shutil
-import socket
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from orchestration.defs.shop.resources import ShopPostgresResource
 from orchestration.defs.shop.schedules import SHOP_ORDERS_JOB, schedules
 from orchestration.lib.asset_keys import WAREHOUSE_POOL, table_asset_key
 from orchestration.lib.warehouse import WarehouseResource
-from tests.fixtures_shop import SMALL_SHOP, with_database
+from tests.fixtures_shop import DEV_WINDOW, SMALL_SHOP, with_database
+from tests.support import free_port, query
 
 EXPECTED_COLUMNS = {
     "customers": ["customer_id", "first_name", "last_name", "email", "updated_at", "_sling_loaded_at"],
@@ -255,12 +255,6 @@ def test_incremental_orders_pick_up_new_and_updated_rows_without_duplicates(
     assert _raw_orders(warehouse) == source
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_schema_drift_added_column_appears_and_dropped_column_does_not_fail(own_shop_url: str, tmp_path: Path) -> None:
     _materialize_shop(own_shop_url, tmp_path)
 
@@ -334,7 +328,7 @@ def test_unreachable_postgres_names_the_server_hides_the_password_and_keeps_the_
     shutil.copy(loaded_warehouse, tmp_path / "w.duckdb")
     before = _raw_snapshot(tmp_path / "w.duckdb")
     password = "not-the-Password-42"
-    port = _free_port() if reason == "nothing listening" else urlsplit(shop_postgres_url).port
+    port = free_port() if reason == "nothing listening" else urlsplit(shop_postgres_url).port
     url = f"postgresql://shop:{password}@127.0.0.1:{port}/shop?sslmode=disable"
 
     result = _materialize_shop(url, tmp_path, raise_on_error=False)
@@ -399,3 +393,9 @@ def test_schedules_request_every_table_at_six_and_orders_at_noon_and_six_pm(
 
     prod = _slice_definitions(monkeypatch, ELT_ENV="prod", ELT_PROD_DATABASE=str(tmp_path / "prod.duckdb"))
     assert {schedule.default_status for schedule in prod.schedules} == {dg.DefaultScheduleStatus.RUNNING}
+
+
+def test_the_demo_marts_add_up_to_the_orders_in_the_dev_window(demo_run):
+    [(lifetime,)] = query(demo_run.warehouse, "select sum(lifetime_value) from marts.dim_customers")
+    [(orders_total,)] = query(demo_run.warehouse, f"select sum(total_amount) from raw_shop.orders where {DEV_WINDOW}")
+    assert lifetime == orders_total > 0

@@ -18,7 +18,7 @@ import pytest
 from orchestration.lib.environment import REPO_ROOT
 from orchestration.lib.instance import prepare_dagster_home
 from tests.browser import screenshot
-from tests.conftest import use_platform_env
+from tests.support import use_platform_env
 
 MART = dg.AssetKey(["marts", "fct_share_prices_daily"])
 DBT = dg.AssetSelection.tag("dagster/kind/dbt", "")

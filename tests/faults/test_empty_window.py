@@ -13,8 +13,8 @@ import pytest
 
 from extract.nasa.replay import RECORDED_DIR, ReplayServer
 from orchestration.pipeline import run_pipeline
-from tests.conftest import use_platform_env
 from tests.fixtures_nasa import write_feed_days
+from tests.support import use_platform_env
 
 NASA_KEY = dg.AssetKey(["raw_nasa", "asteroids"])
 REAL_DAY = "2018-09-05"

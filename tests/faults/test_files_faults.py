@@ -27,7 +27,7 @@ from orchestration.defs.files.partitions import SHARE_PRICES_KEY, share_price_pa
 from orchestration.defs.files.resources import ShareDropsResource
 from orchestration.defs.files.sensors import build_drops_sensor
 from orchestration.pipeline import RunSummary, run_pipeline
-from tests.conftest import use_platform_env
+from tests.support import use_platform_env
 
 HEADER = b'"date","share_price","amount","spend","shift","spread"'
 DATA_COLUMNS = ("date", "share_price", "amount", "spend", "shift", "spread")

@@ -17,9 +17,9 @@ import pytest
 from extract.hackernews.replay import HackerNewsReplay, recorded_items
 from extract.nasa.replay import RECORDED_DIR, ReplayServer
 from orchestration.pipeline import RunSummary, run_pipeline
-from tests.conftest import use_platform_env
 from tests.fixtures_nasa import write_feed_days
 from tests.fixtures_shop import SMALL_SHOP
+from tests.support import use_platform_env
 
 # the extract assets alone: dbt's source tests on them are checks too, run by the dbt op, so leave checks out
 NASA_ASSET = dg.AssetSelection.assets(dg.AssetKey(["raw_nasa", "asteroids"])).without_checks()
