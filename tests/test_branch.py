@@ -1,14 +1,13 @@
-"""PR branches on local files, end to end through the `elt branch` commands the GitHub workflow runs: build prod once,
-clone it, change a model in the PR's copy of the project, build only what changed, drop. Prod is compared by content
-(rows and a hash of every table). Guard tests, the sweep (CLI, Dagster job and schedule) and the MotherDuck SQL."""
+"""PR branches on local files, end to end through the `elt branch` commands the GitHub workflow runs: clone the
+published prod (Write-Audit-Publish, as a real prod looks), change a mart in the PR's copy of the project and add a
+model over it, build only what changed, drop. The mart is picked from the manifest and the warehouse, whatever
+sources the project has. Prod is compared by content (rows and a hash of every table). Guard tests, the sweep (CLI,
+Dagster job and schedule) and the MotherDuck SQL."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -30,133 +29,147 @@ from orchestration.branch.clones import (
 )
 from orchestration.defs.branch.jobs import SWEEP_JOB, branch_sweep
 from orchestration.defs.branch.schedules import schedules
-from orchestration.lib.dbt import run_dbt
-from orchestration.lib.environment import DBT_PROJECT_DIR, EnvironmentConfigError, resolve
+from orchestration.lib.environment import EnvironmentConfigError, resolve
 from orchestration.lib.warehouse import WarehouseResource
+from tests.support import copy_project, copy_warehouse, elt, mart_models, query, table_hashes
 
-ELT = str(Path(sys.executable).parent / "elt")
-CHANGED_MODEL = "fct_share_prices_daily"
+BRANCH = "7"
 NEW_MODEL = "branch_probe"
-SLIM_FLAG = "state_modified_compare_more_unrendered_values: true"
+DEV_WINDOW_MACRO = ".limit_to_dev_window"  # the macro that cuts a source to its last days in dev and branch
 
 
-def elt(*args: str, settings: dict[str, str]) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ELT_", "DAGSTER_CLOUD_"))}
-    return subprocess.run([ELT, *args], capture_output=True, text=True, env={**clean, **settings})
+# ---------------------------------------------------------------- what the manifest and the warehouse say
 
 
-def table_hashes(location: Path | str) -> dict[str, tuple[int, str]]:
-    """Rows and an md5 over every row (sorted by its text) of every table: content, not timestamps."""
-    with duckdb.connect(str(location), read_only=True) as con:
-        tables = con.execute(
-            "select table_schema, table_name from information_schema.tables "
-            "where table_type = 'BASE TABLE' and table_catalog = current_database() order by 1, 2"
-        ).fetchall()
-        return {
-            f"{schema}.{table}": con.execute(
-                f"select count(*), md5(coalesce(string_agg(row::varchar, '|' order by row::varchar), '')) "
-                f'from "{schema}"."{table}" as row'
-            ).fetchone()
-            for schema, table in tables
-        }
-
-
-def copy_project(target: Path) -> Path:
-    """The dbt project as of now (other work changes it concurrently), with the flag slim CI needs across targets."""
-    shutil.copytree(DBT_PROJECT_DIR, target, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
-    project_yml = target / "dbt_project.yml"
-    text = project_yml.read_text()
-    if SLIM_FLAG not in text:
-        project_yml.write_text(text.replace("flags:\n", f"flags:\n  {SLIM_FLAG}\n", 1))
-    assert SLIM_FLAG in project_yml.read_text()
-    return target
-
-
-@pytest.fixture(scope="module")
-def prod(tmp_path_factory, demo_raw_warehouse) -> dict:
-    """A prod warehouse file built by dbt (`--target prod`), with its manifest published by `elt branch`."""
-    root = tmp_path_factory.mktemp("branch")
-    warehouse = root / "prod" / "prod.duckdb"
-    warehouse.parent.mkdir()
-    shutil.copy(demo_raw_warehouse, warehouse)  # every raw table of every source
-    project = copy_project(root / "project")
-    settings = {"ELT_DATA_DIR": str(root / "data"), "ELT_PROD_DATABASE": str(warehouse)}
-    prod_env = resolve({**settings, "ELT_ENV": "prod"})
-    # `run`, not `build`: the project's own tests are another engineer's concern, and a failing one would skip marts
-    built = run_dbt(prod_env, ["run"], project, root / "prod_target")
-    assert built.ok, built.failed
-    manifest = str(root / "prod_target" / "manifest.json")
-    published = elt("branch", "publish-state", "--manifest", manifest, settings={**settings, "ELT_ENV": "prod"})
-    assert published.returncode == 0, published.stdout + published.stderr
-    return {"root": root, "warehouse": warehouse, "project": project, "settings": settings}
-
-
-def change_project(project: Path, target: Path) -> Path:
-    """The PR: a comment in one mart (its code changed) and a new model over that mart."""
-    pr = Path(shutil.copytree(project, target))
-    changed = next(pr.glob(f"models/**/{CHANGED_MODEL}.sql"))
-    changed.write_text(changed.read_text() + "\n-- changed in the pull request\n")
-    (pr / "models" / "marts" / f"{NEW_MODEL}.sql").write_text(
-        f"select count(*) as days, sum(share_price) as price_total from {{{{ ref('{CHANGED_MODEL}') }}}}\n"
-    )
-    return pr
-
-
-def descendants(manifest: dict, unique_id: str) -> set[str]:
+def closure(manifest: dict, unique_id: str, direction: str = "child_map") -> set[str]:
+    """Every node downstream (`child_map`) or upstream (`parent_map`) of `unique_id`, itself left out."""
     found, todo = set(), [unique_id]
     while todo:
-        for child in manifest["child_map"].get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
+        for other in manifest[direction].get(todo.pop(), []):
+            if other not in found:
+                found.add(other)
+                todo.append(other)
     return found
 
 
-def test_full_cycle_on_local_files(prod):
-    settings, root = prod["settings"], prod["root"]
-    before = table_hashes(prod["warehouse"])
+def relation(node: dict) -> str:
+    return f'"{node["schema"]}"."{node.get("alias") or node["name"]}"'
+
+
+def content(warehouse: Path, relation_sql: str) -> tuple[int, str]:
+    """Rows and an md5 over every row of a table or view, as `table_hashes` counts a table."""
+    return query(
+        warehouse,
+        f"select count(*), md5(coalesce(string_agg(row::varchar, '|' order by row::varchar), '')) "
+        f"from {relation_sql} as row",
+    )[0]
+
+
+def cut_by_the_dev_window(manifest: dict, prod: Path, clone: Path) -> set[str]:
+    """Models a branch rebuild does not reproduce as prod has them: in dev and branch a source can be cut to its last
+    days (the dev data window). A view `elt branch create` recreated in the clone with fewer rows than prod's is cut
+    (so is a table that applies the window itself), and so is every node downstream of one."""
+    cut = set()
+    for unique_id, node in manifest["nodes"].items():
+        if node["resource_type"] != "model" or node["config"]["materialized"] == "ephemeral":
+            continue
+        if node["config"]["materialized"] == "view":
+            rows = f"select count(*) from {relation(node)}"
+            if query(prod, rows) != query(clone, rows):
+                cut.add(unique_id)
+        elif any(macro.endswith(DEV_WINDOW_MACRO) for macro in node["depends_on"]["macros"]):
+            cut.add(unique_id)
+    return cut.union(*(closure(manifest, unique_id) for unique_id in cut))
+
+
+def rebuilt_as_in_prod(manifest: dict, unique_id: str, cut: set[str]) -> bool:
+    """The model and everything its branch build runs (models and tests downstream) read only what the branch has as
+    prod has it."""
+    downstream = {unique_id} | closure(manifest, unique_id)
+    read = set().union(*(manifest["parent_map"].get(node, []) for node in downstream)) | downstream
+    return not read & cut
+
+
+def pick_mart(manifest: dict, cut: set[str]) -> dict:
+    """A mart the branch rebuilds exactly as prod has it, with the most models downstream of it (they run too)."""
+    fits = [node for node in mart_models(manifest) if rebuilt_as_in_prod(manifest, node["unique_id"], cut)]
+    if not fits:
+        pytest.skip("every mart reads a source the dev data window cuts: no branch rebuild equals prod here")
+    return max(fits, key=lambda node: sum(n.startswith("model.") for n in closure(manifest, node["unique_id"])))
+
+
+def change_project(project: Path, target: Path, mart: dict) -> Path:
+    """The PR: a comment in one mart (its code changed, its data not) and a new model over that mart."""
+    pr = Path(shutil.copytree(project, target))
+    changed = pr / mart["original_file_path"]
+    changed.write_text(changed.read_text() + "\n-- changed in the pull request\n")
+    (changed.parent / f"{NEW_MODEL}.sql").write_text(f"select * from {{{{ ref('{mart['name']}') }}}}\n")
+    return pr
+
+
+def test_full_cycle_on_local_files(published_prod, tmp_path):
+    prod = copy_warehouse(published_prod, tmp_path / "prod")
+    project = copy_project(tmp_path / "project")
+    data_dir = tmp_path / "data"
+    settings = {"ELT_DATA_DIR": str(data_dir), "ELT_PROD_DATABASE": str(prod)}
+    before = table_hashes(prod)
     assert f"{META_SCHEMA}.dbt_prod_manifest" in before
 
-    created = elt("branch", "create", "7", "--project-dir", str(prod["project"]), settings=settings)
+    created = elt("branch", "create", BRANCH, "--project-dir", str(project), settings=settings)
     assert created.returncode == 0, created.stdout + created.stderr
-    clone = Path(settings["ELT_DATA_DIR"]) / "warehouse" / "branches" / "7.duckdb"
-    cloned = table_hashes(clone)
-    assert {name: value for name, value in cloned.items() if not name.endswith(MARKER_TABLE)} == before
-    with duckdb.connect(str(clone), read_only=True) as con:  # views read the clone, not a database named prod
+    clone = data_dir / "warehouse" / "branches" / f"{BRANCH}.duckdb"
+    assert {name: value for name, value in table_hashes(clone).items() if not name.endswith(MARKER_TABLE)} == before
+    # every view a reader queries (a model's own schema, not a Write-Audit-Publish slot) reads the clone
+    manifest = json.loads((data_dir / "branches" / BRANCH / "target" / "manifest.json").read_text())
+    reader_schemas = {node["schema"] for node in manifest["nodes"].values() if node["resource_type"] == "model"}
+    with duckdb.connect(str(clone), read_only=True) as con:
         views = con.execute("select schema_name, view_name from duckdb_views() where not internal").fetchall()
-        assert views
-        for schema, view in views:
+        read = [(schema, view) for schema, view in views if schema in reader_schemas]
+        assert read, views
+        for schema, view in read:
             con.execute(f'select count(*) from "{schema}"."{view}"').fetchone()
+        for node in manifest["nodes"].values():  # and every model is where its readers look for it
+            if node["resource_type"] == "model" and node["config"]["materialized"] != "ephemeral":
+                con.execute(f"select count(*) from {relation(node)}").fetchone()
 
-    pr = change_project(prod["project"], root / "pr_project")
-    built = elt("branch", "build", "7", "--project-dir", str(pr), settings=settings)
+    cut = cut_by_the_dev_window(manifest, prod, clone)
+    mart = pick_mart(manifest, cut)
+    pr = change_project(project, tmp_path / "pr_project", mart)
+    built = elt("branch", "build", BRANCH, "--project-dir", str(pr), settings=settings)
     assert built.returncode == 0, built.stdout + built.stderr
     assert "state:modified+" in built.stdout
 
     # slim: exactly the changed mart, the new model and what is downstream of them ran
-    manifest = json.loads((root / "prod_target" / "manifest.json").read_text())
-    changed_id = next(uid for uid, node in manifest["nodes"].items() if node["name"] == CHANGED_MODEL)
-    expected = {changed_id, f"model.elt_platform.{NEW_MODEL}"} | {
-        uid for uid in descendants(manifest, changed_id) if uid.startswith("model.")
+    new_id = mart["unique_id"].rsplit(".", 1)[0] + f".{NEW_MODEL}"
+    downstream = {uid for uid in closure(manifest, mart["unique_id"]) if uid.startswith("model.")}
+    results = json.loads((data_dir / "branches" / BRANCH / "target" / "run_results.json").read_text())["results"]
+    assert {r["unique_id"] for r in results if r["unique_id"].startswith("model.")} == {
+        mart["unique_id"],
+        new_id,
+        *downstream,
     }
-    results = json.loads((root / "data" / "branches" / "7" / "target" / "run_results.json").read_text())["results"]
-    assert {r["unique_id"] for r in results if r["unique_id"].startswith("model.")} == expected
     assert all(r["status"] in ("success", "pass") for r in results)
 
-    # the branch sees prod's data plus the change
-    with duckdb.connect(str(clone), read_only=True) as con:
-        probe = con.execute(f"select days, price_total from marts.{NEW_MODEL}").fetchone()
-    with duckdb.connect(str(prod["warehouse"]), read_only=True) as con:
-        from_prod = con.execute(f"select count(*), sum(share_price) from marts.{CHANGED_MODEL}").fetchone()
-    assert probe == from_prod
+    # the branch sees prod's data plus the change: the rebuilt mart and the model over it hold prod's rows
+    in_prod = content(prod, relation(mart))
+    assert in_prod[0] > 0
+    assert content(clone, relation(mart)) == in_prod
+    assert content(clone, f'"{mart["schema"]}"."{NEW_MODEL}"') == in_prod
+    # prod's tables are untouched in the clone; the build added a table for each model it built as one
     after_build = table_hashes(clone)
-    untouched = {name for name in before if not name.endswith((CHANGED_MODEL, NEW_MODEL))}
-    assert {name: after_build[name] for name in untouched} == {name: before[name] for name in untouched}
+    assert {name: after_build[name] for name in before} == before
+    pr_manifest = json.loads((data_dir / "branches" / BRANCH / "target" / "manifest.json").read_text())
+    tables = {
+        relation(pr_manifest["nodes"][uid]).replace('"', "")
+        for uid in (mart["unique_id"], new_id, *downstream)
+        if pr_manifest["nodes"][uid]["config"]["materialized"] not in ("view", "ephemeral")
+    }
+    assert set(after_build) - set(before) == {f"{META_SCHEMA}.{MARKER_TABLE}", *tables}
 
-    dropped = elt("branch", "drop", "7", settings=settings)
+    dropped = elt("branch", "drop", BRANCH, settings=settings)
     assert dropped.returncode == 0, dropped.stdout + dropped.stderr
     assert not clone.exists()
-    assert table_hashes(prod["warehouse"]) == before, "prod must not change by content"
+    assert table_hashes(prod) == before, "prod must not change by content"
 
 
 @pytest.fixture

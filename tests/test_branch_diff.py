@@ -1,13 +1,18 @@
-"""`elt branch diff` end to end on local files: prod built once by dbt, a PR cloned and built with the `elt branch`
-commands the workflow runs, then diffed with the workflow's own diff command line. One PR carries every kind of
-change the report must show (so dbt runs once per kind of command, not per case):
+"""`elt branch diff` end to end on local files: the published prod (Write-Audit-Publish, as a real prod looks) cloned,
+a PR built and diffed with the workflow's own command lines. One PR carries every kind of change the report must
+show (so dbt runs once per kind of command, not per case), each on a mart picked from the manifest and the
+warehouse, whatever sources the project has:
 
-- a column's formula in one mart (`fct_close_approaches.relative_velocity_kps` rounded), with its downstream mart;
-- a column added (`dim_asteroids.asteroid_name_length`) and a model removed (`fct_hackernews_stories_daily`);
-- a model without a key (`diff_probe_keyless`, filtered): whole-row diff;
-- a comment-only change (`fct_share_prices_daily`): listed as unchanged.
+- a formula: one numeric column of a keyed mart changes for exactly one key, and what is downstream is rebuilt;
+- a column added to a leaf mart (with its contract entry) and a leaf mart removed (its SQL, YAML entry and tests);
+- a keyless model: the PR drops a mart's unique test and one of its rows, so the diff falls back to whole rows;
+- a comment-only change: listed as unchanged.
 
-Plus the diff SQL on small tables (keys that break, retyped columns, the MotherDuck session) and the bench row.
+A mart that reads a source the dev data window cuts is never picked for a change whose rows are checked: the branch
+rebuilds it from fewer rows than prod has. A kind of change no mart fits is skipped, saying why.
+
+Plus the diff SQL on small tables (keys that break, retyped columns, whole-row diffs, the MotherDuck session) and
+the bench row.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -34,69 +40,362 @@ from orchestration.branch.diff import (
     session_for,
     to_markdown,
 )
-from orchestration.lib.dbt import run_dbt
 from orchestration.lib.environment import REPO_ROOT, resolve
-from tests.test_branch import copy_project, elt, table_hashes
+from tests.support import copy_project, copy_warehouse, elt, mart_models, query, table_hashes
 
 BRANCH = "7"
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "branch.yml"
-FORMULA_MODEL, DOWNSTREAM_MODEL = "fct_close_approaches", "fct_close_approaches_daily"
-WIDENED_MODEL, NEW_COLUMN = "dim_asteroids", "asteroid_name_length"
-REMOVED_MODEL = "fct_hackernews_stories_daily"
-KEYLESS_MODEL = "diff_probe_keyless"
-COMMENT_MODEL = "fct_share_prices_daily"
+NEW_COLUMN = "added_in_pr"
+DEV_WINDOW_MACRO = ".limit_to_dev_window"  # the macro that cuts a source to its last days in dev and branch
+NUMERIC = re.compile(r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|REAL|DOUBLE|DECIMAL\(\d+,\d+\))")
+HARMLESS_TESTS = {"not_null", "positive_value"}  # still pass when a not-null positive value grows by 1
 
 
-@pytest.fixture(scope="module")
-def prod(tmp_path_factory, demo_raw_warehouse) -> dict:
-    """A prod warehouse built by dbt from the project plus one model with no key, its manifest published."""
-    root = tmp_path_factory.mktemp("branch_diff")
-    warehouse = root / "prod" / "prod.duckdb"
-    warehouse.parent.mkdir()
-    shutil.copy(demo_raw_warehouse, warehouse)
-    project = copy_project(root / "project")
-    (project / "models" / "marts" / f"{KEYLESS_MODEL}.sql").write_text(
-        "select product_name, product_price from {{ ref('stg_shop__products') }}\n"
+# ---------------------------------------------------------------- what the manifest and the warehouse say
+
+
+def closure(manifest: dict, unique_id: str, direction: str = "child_map") -> set[str]:
+    """Every node downstream (`child_map`) or upstream (`parent_map`) of `unique_id`, itself left out."""
+    found, todo = set(), [unique_id]
+    while todo:
+        for other in manifest[direction].get(todo.pop(), []):
+            if other not in found:
+                found.add(other)
+                todo.append(other)
+    return found
+
+
+def models_in(unique_ids: set[str]) -> set[str]:
+    return {uid for uid in unique_ids if uid.startswith("model.")}
+
+
+def relation(node: dict) -> str:
+    """`schema.alias`, as the report names a model."""
+    return f"{node['schema']}.{node.get('alias') or node['name']}"
+
+
+def sql_name(node: dict) -> str:
+    return f'"{node["schema"]}"."{node.get("alias") or node["name"]}"'
+
+
+def cut_by_the_dev_window(manifest: dict, prod: Path, clone: Path) -> set[str]:
+    """Models a branch rebuild does not reproduce as prod has them: in dev and branch a source can be cut to its last
+    days (the dev data window). A view `elt branch create` recreated in the clone with fewer rows than prod's is cut
+    (so is a table that applies the window itself), and so is every node downstream of one."""
+    cut = set()
+    for unique_id, node in manifest["nodes"].items():
+        if node["resource_type"] != "model" or node["config"]["materialized"] == "ephemeral":
+            continue
+        if node["config"]["materialized"] == "view":
+            rows = f"select count(*) from {sql_name(node)}"
+            if query(prod, rows) != query(clone, rows):
+                cut.add(unique_id)
+        elif any(macro.endswith(DEV_WINDOW_MACRO) for macro in node["depends_on"]["macros"]):
+            cut.add(unique_id)
+    return cut.union(*(closure(manifest, unique_id) for unique_id in cut))
+
+
+def rebuilt_as_in_prod(manifest: dict, unique_id: str, cut: set[str]) -> bool:
+    """The model and everything its branch build runs (models and tests downstream) read only what the branch has as
+    prod has it."""
+    downstream = {unique_id} | closure(manifest, unique_id)
+    read = set().union(*(manifest["parent_map"].get(node, []) for node in downstream)) | downstream
+    return not read & cut
+
+
+def is_leaf(manifest: dict, unique_id: str) -> bool:
+    """Nothing but tests (and unit tests) is downstream of the model."""
+    return all(uid.startswith(("test.", "unit_test.")) for uid in manifest["child_map"].get(unique_id, []))
+
+
+def checks_on(manifest: dict, unique_id: str) -> list[dict]:
+    """The data tests that read the model (its own, other models' relationships to it, singular ones)."""
+    return [manifest["nodes"][uid] for uid in manifest["child_map"].get(unique_id, []) if uid.startswith("test.")]
+
+
+def key_from_tests(manifest: dict, unique_id: str) -> str | None:
+    """The one column with both a unique and a not_null test, when that is all that makes the model's key (no
+    primary_key constraint, no combination test, no other unique column)."""
+    node = manifest["nodes"][unique_id]
+    constraints = [*node.get("constraints", []), *(c for col in node["columns"].values() for c in col["constraints"])]
+    if any(constraint.get("type") == "primary_key" for constraint in constraints):
+        return None
+    generic = [
+        t for t in checks_on(manifest, unique_id) if t.get("attached_node") == unique_id and t.get("test_metadata")
+    ]
+    if any(t["test_metadata"]["name"] == "unique_combination_of_columns" for t in generic):
+        return None
+    unique = {t["column_name"] for t in generic if t["test_metadata"]["name"] == "unique"}
+    not_null = {t["column_name"] for t in generic if t["test_metadata"]["name"] == "not_null"}
+    return next(iter(unique)) if len(unique) == 1 and unique <= not_null else None
+
+
+def unit_test_rows(manifest: dict, name: str) -> str | None:
+    """The rows of the model's unit tests as text (a value the PR singles out must not be among them), or None
+    when a fixture is SQL and its rows can't be read."""
+    fixtures = [
+        fixture
+        for unit in manifest.get("unit_tests", {}).values()
+        if unit["model"] == name
+        for fixture in (*unit["given"], unit["expect"])
+    ]
+    if any(fixture.get("format") == "sql" for fixture in fixtures):
+        return None
+    return json.dumps([fixture.get("rows") for fixture in fixtures], default=str)
+
+
+def one_key_value(manifest: dict, node: dict, key: str, prod: Path, where: str = "true") -> str | None:
+    """A key value of a row of the mart in prod that no unit test of it names."""
+    known = unit_test_rows(manifest, node["name"])
+    if known is None:
+        return None
+    values = query(
+        prod, f'select cast("{key}" as varchar) as v from {sql_name(node)} where {where} order by v limit 100'
     )
-    settings = {"ELT_DATA_DIR": str(root / "data"), "ELT_PROD_DATABASE": str(warehouse)}
-    built = run_dbt(resolve({**settings, "ELT_ENV": "prod"}), ["run"], project, root / "prod_target")
-    assert built.ok, built.failed
-    manifest = str(root / "prod_target" / "manifest.json")
-    published = elt("branch", "publish-state", "--manifest", manifest, settings={**settings, "ELT_ENV": "prod"})
-    assert published.returncode == 0, published.stdout + published.stderr
-    return {"root": root, "warehouse": warehouse, "project": project, "settings": settings}
+    return next((value for (value,) in values if value not in known), None)
 
 
-def _replace(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}: the project changed under the test"
-    path.write_text(text.replace(old, new, 1))
+@dataclass
+class Candidate:
+    node: dict
+    key: str | None = None
+    value: str | None = None  # the key of the one row the PR changes or drops
+    column: tuple[str, str] | None = None  # (name, DuckDB type) of the numeric column the formula changes
+
+    @property
+    def uid(self) -> str:
+        return self.node["unique_id"]
+
+    @property
+    def name(self) -> str:
+        return self.node["name"]
+
+    @property
+    def relation(self) -> str:
+        return relation(self.node)
 
 
-def make_pr(project: Path, target: Path, price_cut: float) -> Path:
-    pr = Path(shutil.copytree(project, target))
-    models = pr / "models" / "marts"
-    _replace(models / "nasa" / f"{FORMULA_MODEL}.sql", "        relative_velocity_kps,\n",
-             "        round(relative_velocity_kps, 1) as relative_velocity_kps,\n")  # fmt: skip
-    _replace(
-        models / "nasa" / f"{WIDENED_MODEL}.sql",
-        "        listings.last_feed_date\n",
-        f"        listings.last_feed_date,\n        cast(length(latest_listing.asteroid_name) as integer) as "
-        f"{NEW_COLUMN}\n",
+@dataclass
+class Roles:
+    """The marts the PR changes, each for one kind of change (None: no mart fits, the case is skipped)."""
+
+    formula: Candidate | None = None
+    widened: Candidate | None = None
+    keyless: Candidate | None = None
+    removed: Candidate | None = None
+    comment: Candidate | None = None
+    why: dict[str, str] = field(default_factory=dict)
+
+    def need(self, *roles: str) -> None:
+        for role in roles:
+            if getattr(self, role) is None:
+                pytest.skip(f"no mart fits the {role} change: {self.why[role]}")
+
+
+def formula_candidate(manifest: dict, node: dict, prod: Path, cut: set[str]) -> Candidate | None:
+    """A keyed mart rebuilt as in prod, with a numeric column that no test but not_null / positive_value checks and
+    tests downstream that read only what the branch rebuilds from it (so adding 1 to one value passes them)."""
+    uid = node["unique_id"]
+    key = key_from_tests(manifest, uid)
+    if key is None or not rebuilt_as_in_prod(manifest, uid, cut):
+        return None
+    rebuilt = {uid} | models_in(closure(manifest, uid))
+    downstream_tests = [manifest["nodes"][t] for t in closure(manifest, uid) if t.startswith("test.")]
+    singular = [test for test in downstream_tests if not test.get("test_metadata")]
+    if any(not models_in(set(manifest["parent_map"][t["unique_id"]])) <= rebuilt for t in singular):
+        return None
+    tested = {}
+    for test in checks_on(manifest, uid):
+        if test.get("attached_node") == uid and test.get("column_name"):
+            tested.setdefault(test["column_name"], set()).add(test["test_metadata"]["name"])
+    columns = query(
+        prod,
+        "select column_name, data_type from information_schema.columns where table_catalog = current_database() "
+        f"and table_schema = '{node['schema']}' and table_name = '{node.get('alias') or node['name']}' "
+        "order by ordinal_position",
     )
-    spec_path = models / "nasa" / "_nasa__models.yml"
-    spec = yaml.safe_load(spec_path.read_text())
-    widened = next(model for model in spec["models"] if model["name"] == WIDENED_MODEL)
-    widened["columns"].append({"name": NEW_COLUMN, "data_type": "integer", "description": "Length of the name."})
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    shutil.rmtree(models / "hackernews")  # the removed mart: its SQL and its YAML (tests, unit test)
-    (models / f"{KEYLESS_MODEL}.sql").write_text(
-        f"select product_name, product_price from {{{{ ref('stg_shop__products') }}}} "
-        f"where product_price >= {price_cut}\n"
+    for name, data_type in columns:
+        if name != key and NUMERIC.fullmatch(data_type) and tested.get(name, set()) <= HARMLESS_TESTS:
+            value = one_key_value(manifest, node, key, prod, f'"{name}" is not null')
+            if value is not None:
+                return Candidate(node, key, value, (name, data_type))
+    return None
+
+
+def keyless_candidate(manifest: dict, node: dict, prod: Path, cut: set[str]) -> Candidate | None:
+    """A leaf mart rebuilt as in prod whose key is a unique + not_null test pair, with no test but its own (dropping
+    one of its rows must fail none)."""
+    uid = node["unique_id"]
+    key = key_from_tests(manifest, uid)
+    tests = checks_on(manifest, uid)
+    if key is None or not is_leaf(manifest, uid) or not rebuilt_as_in_prod(manifest, uid, cut):
+        return None
+    if any(not test.get("test_metadata") or test.get("attached_node") != uid for test in tests):
+        return None
+    value = one_key_value(manifest, node, key, prod)
+    return Candidate(node, key, value) if value is not None else None
+
+
+def widened_candidate(manifest: dict, node: dict, cut: set[str]) -> Candidate | None:
+    """A keyed leaf mart rebuilt as in prod (nothing downstream sees the added column)."""
+    uid = node["unique_id"]
+    key = key_from_tests(manifest, uid)
+    if key is None or not is_leaf(manifest, uid) or not rebuilt_as_in_prod(manifest, uid, cut):
+        return None
+    return Candidate(node, key)
+
+
+def removable_candidate(manifest: dict, node: dict) -> Candidate | None:
+    """A leaf mart whose tests are its own or singular ones (deleted with it)."""
+    uid = node["unique_id"]
+    tests = checks_on(manifest, uid)
+    if not is_leaf(manifest, uid) or any(t.get("test_metadata") and t.get("attached_node") != uid for t in tests):
+        return None
+    return Candidate(node)
+
+
+def pick_roles(manifest: dict, prod: Path, cut: set[str]) -> Roles:
+    """The formula change goes to the mart with the most models downstream; then each other change gets its own mart,
+    outside what the formula change reaches, filling as many kinds as the marts allow."""
+    marts = mart_models(manifest)
+    roles = Roles(
+        why={
+            "formula": "none has a single unique + not_null key column, a numeric column only not_null or "
+            "positive_value tests check, and a branch rebuild equal to prod (dev data window)",
+            "widened": "no keyed leaf mart is left whose branch rebuild equals prod (dev data window)",
+            "keyless": "no keyed leaf mart with only its own generic tests is left whose branch rebuild equals prod",
+            "removed": "no leaf mart whose tests are only its own or singular ones is left",
+            "comment": "no mart is left whose branch rebuild equals prod (dev data window)",
+        }
     )
-    comment = next(pr.glob(f"models/**/{COMMENT_MODEL}.sql"))
-    comment.write_text(comment.read_text() + "\n-- reworded in the pull request\n")
-    return pr
+    formulas = [c for node in marts if (c := formula_candidate(manifest, node, prod, cut))]
+    roles.formula = max(formulas, key=lambda c: len(models_in(closure(manifest, c.uid))), default=None)
+    reached = set()
+    if roles.formula:
+        uid = roles.formula.uid
+        reached = {uid} | closure(manifest, uid) | closure(manifest, uid, "parent_map")
+    left = [node for node in marts if node["unique_id"] not in reached]
+    candidates = {
+        "keyless": [c for node in left if (c := keyless_candidate(manifest, node, prod, cut))],
+        "widened": [c for node in left if (c := widened_candidate(manifest, node, cut))],
+        "comment": [Candidate(node) for node in left if rebuilt_as_in_prod(manifest, node["unique_id"], cut)],
+        "removed": [c for node in left if (c := removable_candidate(manifest, node))],
+    }
+    best: dict[str, Candidate] = {}
+
+    def search(order: list[str], taken: set[str], chosen: dict[str, Candidate]) -> None:
+        nonlocal best
+        if len(chosen) > len(best):
+            best = dict(chosen)
+        if not order:
+            return
+        role, *rest = order
+        for candidate in candidates[role]:
+            if candidate.uid not in taken:
+                search(rest, taken | {candidate.uid}, {**chosen, role: candidate})
+        search(rest, taken, chosen)
+
+    search(list(candidates), set(), {})
+    for role, candidate in best.items():
+        setattr(roles, role, candidate)
+    return roles
+
+
+# ---------------------------------------------------------------- the pull request
+
+
+def project_file(pr: Path, path: str) -> Path:
+    """A manifest path (`original_file_path`, or a `patch_path` like `elt_platform://models/x.yml`) in the PR."""
+    return pr / path.split("://", 1)[-1]
+
+
+def model_sql(pr: Path, candidate: Candidate) -> str:
+    """The model's SQL without its trailing `;`, ready to be wrapped in a CTE."""
+    return project_file(pr, candidate.node["original_file_path"]).read_text().rstrip().rstrip(";")
+
+
+def wrap(pr: Path, candidate: Candidate, select: str, where: str | None = None) -> None:
+    """Rewrite the model as `with original as (<its SQL>) <select> from original [where <where>]`."""
+    path = project_file(pr, candidate.node["original_file_path"])
+    filtered = f"where {where}\n" if where else ""
+    path.write_text(f"with original as (\n\n{model_sql(pr, candidate)}\n\n)\n\n{select}\nfrom original\n{filtered}")
+
+
+def edit_yaml(path: Path, edit: Callable[[dict], None]) -> None:
+    spec = yaml.safe_load(path.read_text())
+    edit(spec)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def edit_entry(pr: Path, candidate: Candidate, edit: Callable[[dict], None]) -> None:
+    """Let `edit` change the model's entry in the YAML file that describes it."""
+
+    def in_entry(spec: dict) -> None:
+        edit(next(model for model in spec["models"] if model["name"] == candidate.name))
+
+    edit_yaml(project_file(pr, candidate.node["patch_path"]), in_entry)
+
+
+def not_unique(test) -> bool:
+    return test != "unique" and not (isinstance(test, dict) and "unique" in test)
+
+
+def key_match(candidate: Candidate) -> str:
+    value = candidate.value.replace("'", "''")
+    return f"cast(\"{candidate.key}\" as varchar) = '{value}'"
+
+
+def make_pr(pr: Path, manifest: dict, roles: Roles) -> None:
+    """Every change of the PR, in place in the PR's copy of the project."""
+    if formula := roles.formula:
+        column, data_type = formula.column
+        wrap(
+            pr,
+            formula,
+            f'select * replace (cast(case when {key_match(formula)} then "{column}" + 1 else "{column}" end '
+            f'as {data_type}) as "{column}")',
+        )
+    if widened := roles.widened:
+        wrap(pr, widened, f"select *, cast(1 as integer) as {NEW_COLUMN}")
+        edit_entry(
+            pr,
+            widened,
+            lambda entry: entry.setdefault("columns", []).append(
+                {"name": NEW_COLUMN, "data_type": "integer", "description": "Added by the pull request."}
+            ),
+        )
+    if keyless := roles.keyless:
+        wrap(pr, keyless, "select *", f"not ({key_match(keyless)})")
+
+        def drop_unique_tests(entry: dict) -> None:
+            for owner in (entry, *entry.get("columns", [])):
+                for tests in ("data_tests", "tests"):
+                    if tests in owner:
+                        owner[tests] = [test for test in owner[tests] if not_unique(test)]
+
+        edit_entry(pr, keyless, drop_unique_tests)
+    if removed := roles.removed:
+
+        def drop_entries(spec: dict) -> None:
+            for section, name in (("models", "name"), ("unit_tests", "model")):
+                if section in spec:
+                    spec[section] = [entry for entry in spec[section] if entry[name] != removed.name]
+
+        units = [
+            unit["original_file_path"] for unit in manifest["unit_tests"].values() if unit["model"] == removed.name
+        ]
+        for path in {removed.node["patch_path"], *units}:
+            edit_yaml(project_file(pr, path), drop_entries)
+        project_file(pr, removed.node["original_file_path"]).unlink()
+        for test in checks_on(manifest, removed.uid):
+            if not test.get("test_metadata"):  # a singular test reading the model goes with it
+                project_file(pr, test["original_file_path"]).unlink(missing_ok=True)
+    if comment := roles.comment:
+        path = project_file(pr, comment.node["original_file_path"])
+        path.write_text(path.read_text() + "\n-- reworded in the pull request\n")
+
+
+# ---------------------------------------------------------------- the workflow's commands
 
 
 def workflow_commands(job: str = "build") -> list[list[str]]:
@@ -118,124 +417,169 @@ def run_workflow_command(argv: list[str], settings: dict[str, str], *extra: str)
 
 
 @pytest.fixture(scope="module")
-def diffed(prod) -> dict:
-    """The PR cloned, built and diffed by the workflow's own commands; prod hashed before and after."""
-    settings, root = prod["settings"], prod["root"]
-    before = table_hashes(prod["warehouse"])
-    with duckdb.connect(str(prod["warehouse"]), read_only=True) as con:
-        price_cut = con.execute(f"select median(product_price) from marts.{KEYLESS_MODEL}").fetchone()[0]
-    pr = make_pr(prod["project"], root / "pr_project", float(price_cut))
+def diffed(published_prod, tmp_path_factory) -> dict:
+    """The published prod copied, the PR cloned, built and diffed by the workflow's own commands; prod hashed
+    before. The PR is written after `create`: which marts a branch rebuilds as prod has them shows in the clone
+    (its views are recreated under the dev data window). `create` only recreates views the PR does not change, and
+    this PR changes tables only, so the clone is what it would be with the PR checked out first."""
+    root = tmp_path_factory.mktemp("branch_diff")
+    prod = copy_warehouse(published_prod, root / "prod")
+    settings = {"ELT_DATA_DIR": str(root / "data"), "ELT_PROD_DATABASE": str(prod)}
+    before = table_hashes(prod)
+    pr = copy_project(root / "pr_project")
     commands = {argv[2]: argv for argv in workflow_commands() if argv[:2] == ["elt", "branch"]}
     assert {"create", "build", "diff"} <= set(commands), commands
-    outputs = {}
     extra = {"create": [], "build": [], "diff": ["--fail-on", "added-rows"]}  # no model gains rows: exit 0
-    for name in ("create", "build", "diff"):
+    outputs = {}
+
+    def run(name: str) -> None:
         result = run_workflow_command(commands[name], settings, "--project-dir", str(pr), *extra[name])
         assert result.returncode == 0, f"{name}: {result.stdout[-3000:]}{result.stderr[-3000:]}"
         outputs[name] = result
+
+    run("create")
+    work = root / "data" / "branches" / BRANCH / "target"
+    manifest = json.loads((work / "manifest.json").read_text())  # the project as the PR starts from it
+    clone = root / "data" / "warehouse" / "branches" / f"{BRANCH}.duckdb"
+    roles = pick_roles(manifest, prod, cut_by_the_dev_window(manifest, prod, clone))
+    make_pr(pr, manifest, roles)
+    run("build")
+    built = json.loads((work / "run_results.json").read_text())["results"]
+    run("diff")
     paths = {flag: commands["diff"][commands["diff"].index(flag) + 1] for flag in ("--json", "--markdown")}
-    data_dir = settings["ELT_DATA_DIR"]
-    report = json.loads(Path(paths["--json"].replace("$ELT_DATA_DIR", data_dir)).read_text())
-    markdown = Path(paths["--markdown"].replace("$ELT_DATA_DIR", data_dir)).read_text()
+    report = json.loads(Path(paths["--json"].replace("$ELT_DATA_DIR", settings["ELT_DATA_DIR"])).read_text())
+    markdown = Path(paths["--markdown"].replace("$ELT_DATA_DIR", settings["ELT_DATA_DIR"])).read_text()
     return {
-        **prod,
+        "prod": prod,
+        "settings": settings,
         "pr": pr,
         "before": before,
+        "manifest": manifest,
+        "roles": roles,
+        "built": built,
         "report": report,
         "models": {model["name"]: model for model in report["models"]},
         "markdown": markdown,
         "stdout": outputs["diff"].stdout,
-        "price_cut": price_cut,
     }
 
 
-def _prod_count(prod: dict, sql: str) -> int:
-    with duckdb.connect(str(prod["warehouse"]), read_only=True) as con:
-        return con.execute(sql).fetchone()[0]
+def downstream_models(diffed: dict, candidate: Candidate | None) -> set[str]:
+    """The names of the models downstream of a mart (what its change may change too)."""
+    if candidate is None:
+        return set()
+    nodes = diffed["manifest"]["nodes"]
+    return {nodes[uid]["name"] for uid in models_in(closure(diffed["manifest"], candidate.uid))}
 
 
-def test_formula_change_names_the_model_the_column_and_the_rows(diffed):
-    models = diffed["models"]
-    changed = models[FORMULA_MODEL]
-    expected = _prod_count(
-        diffed,
-        f"select count(*) from marts.{FORMULA_MODEL} where relative_velocity_kps <> round(relative_velocity_kps, 1)",
-    )
-    assert expected > 0
+def test_every_kind_of_change_found_a_mart_of_its_own(diffed):
+    roles = diffed["roles"]
+    picked = {role: getattr(roles, role) for role in ("formula", "widened", "keyless", "removed", "comment")}
+    missing = [role for role, candidate in picked.items() if candidate is None]
+    if missing:
+        pytest.skip("; ".join(f"{role}: {roles.why[role]}" for role in missing))
+    assert len({candidate.uid for candidate in picked.values()}) == len(picked)
+
+
+def test_formula_change_names_the_model_the_column_and_the_row(diffed):
+    roles = diffed["roles"]
+    roles.need("formula")
+    formula = roles.formula
+    column, _ = formula.column
+    changed = diffed["models"][formula.name]
+    prod_value, rows = query(
+        diffed["prod"],
+        f'select cast("{column}" as varchar), (select count(*) from {sql_name(formula.node)}) '
+        f"from {sql_name(formula.node)} where {key_match(formula)}",
+    )[0]
     assert changed["status"] == "changed" and changed["method"] == "keyed"
-    assert changed["key"] == ["close_approach_id"] and changed["key_source"] == "unique + not_null tests"
-    assert (changed["changed_rows"], changed["added_rows"], changed["removed_rows"]) == (expected, 0, 0)
-    assert changed["changed_columns"] == {"relative_velocity_kps": expected}
-    assert changed["rows_before"] == changed["rows_after"]
-    sample = changed["samples"]["changed"][0]
-    assert set(sample["changes"]) == {"relative_velocity_kps"}
-    values = sample["changes"]["relative_velocity_kps"]
-    assert float(values["after"]) == round(float(values["before"]), 1) != float(values["before"])
+    assert changed["key"] == [formula.key] and changed["key_source"] == "unique + not_null tests"
+    assert (changed["changed_rows"], changed["added_rows"], changed["removed_rows"]) == (1, 0, 0)
+    assert changed["changed_columns"] == {column: 1}
+    assert changed["rows_before"] == changed["rows_after"] == rows
+    assert changed["columns_added"] == changed["columns_removed"] == changed["columns_retyped"] == []
+    [sample] = changed["samples"]["changed"]
+    assert sample["key"] == {formula.key: formula.value}
+    assert set(sample["changes"]) == {column}
+    assert sample["changes"][column]["before"] == prod_value
+    assert float(sample["changes"][column]["after"]) == pytest.approx(float(prod_value) + 1)
 
-    # downstream: the daily mart changes in its own column, by its own count
-    downstream = models[DOWNSTREAM_MODEL]
-    expected_days = _prod_count(
-        diffed,
-        f"select count(*) from marts.{DOWNSTREAM_MODEL} "
-        "where fastest_relative_velocity_kps <> round(fastest_relative_velocity_kps, 1)",
-    )
-    assert downstream["status"] == "changed"
-    assert downstream["changed_rows"] == expected_days > 0
-    assert downstream["changed_columns"] == {"fastest_relative_velocity_kps": expected_days}
-
-    # exactly the build's selection plus the removed model; a reworded model is unchanged
-    manifest = json.loads((diffed["root"] / "prod_target" / "manifest.json").read_text())
-    built = json.loads(
-        (Path(diffed["settings"]["ELT_DATA_DIR"]) / "branches" / BRANCH / "target" / "run_results.json").read_text()
-    )["results"]
-    built_models = {r["unique_id"] for r in built if r["unique_id"].startswith("model.")}
-    assert {m["unique_id"] for m in diffed["report"]["models"] if m["status"] != "removed"} == built_models
-    assert {m["name"] for m in diffed["report"]["models"] if m["status"] == "changed"} == {
-        FORMULA_MODEL,
-        DOWNSTREAM_MODEL,
-        WIDENED_MODEL,
-        KEYLESS_MODEL,
-    }
-    assert models[COMMENT_MODEL]["status"] == "unchanged"
-    assert f"model.elt_platform.{COMMENT_MODEL}" in manifest["nodes"]
     markdown = diffed["markdown"]
     assert markdown.startswith(MARKER) and diffed["stdout"] == markdown
-    assert (
-        f"`marts.{FORMULA_MODEL}`" in markdown and "`relative_velocity_kps`" in markdown and f"{expected:,}" in markdown
-    )
-    assert re.search(rf"Unchanged: .*`marts\.{COMMENT_MODEL}`", markdown)
+    assert f"#### `{formula.relation}`: changed" in markdown
+    assert f"| `{column}` | 1 |" in markdown
+
+
+def test_what_is_downstream_of_the_formula_change_is_rebuilt_and_diffed(diffed):
+    roles = diffed["roles"]
+    roles.need("formula")
+    downstream = models_in(closure(diffed["manifest"], roles.formula.uid))
+    if not downstream:
+        pytest.skip(f"nothing is downstream of {roles.formula.relation}, the only mart fit for a formula change")
+    built = {r["unique_id"]: r["status"] for r in diffed["built"]}
+    by_id = {model["unique_id"]: model for model in diffed["report"]["models"]}
+    for unique_id in downstream:
+        assert built[unique_id] == "success", unique_id
+        assert by_id[unique_id]["status"] in ("changed", "unchanged"), by_id[unique_id]
+        assert by_id[unique_id]["rows_after"] is not None
+
+
+def test_the_report_covers_exactly_what_the_pr_touched(diffed):
+    """Exactly the build's selection plus the removed model; changed only where the PR changed something (or
+    downstream of the formula change); a reworded model and what is downstream of it are unchanged."""
+    roles, report, manifest = diffed["roles"], diffed["report"], diffed["manifest"]
+    touched = [c for c in (roles.formula, roles.widened, roles.keyless, roles.comment) if c]
+    expected = set().union(*({c.uid} | models_in(closure(manifest, c.uid)) for c in touched))
+    built = {r["unique_id"] for r in diffed["built"] if r["unique_id"].startswith("model.")}
+    assert built == expected
+    assert all(r["status"] in ("success", "pass") for r in diffed["built"])
+    assert {m["unique_id"] for m in report["models"] if m["status"] != "removed"} == built
+
+    must_change = {c.name for c in (roles.formula, roles.widened, roles.keyless) if c}
+    may_change = must_change | downstream_models(diffed, roles.formula)
+    changed = {m["name"] for m in report["models"] if m["status"] == "changed"}
+    assert must_change <= changed <= may_change
+    others = [m for m in report["models"] if m["name"] not in may_change and m["status"] != "removed"]
+    assert all(m["status"] == "unchanged" for m in others), others
+    if roles.comment:
+        assert diffed["models"][roles.comment.name]["status"] == "unchanged"
+        assert re.search(rf"Unchanged: .*`{re.escape(roles.comment.relation)}`", diffed["markdown"])
 
 
 def test_added_column_and_removed_model(diffed):
-    widened = diffed["models"][WIDENED_MODEL]
-    assert widened["status"] == "changed"
+    roles = diffed["roles"]
+    roles.need("widened", "removed")
+    widened = diffed["models"][roles.widened.name]
+    assert widened["status"] == "changed" and widened["method"] == "keyed"
     assert widened["columns_added"] == [{"name": NEW_COLUMN, "type": "INTEGER"}]
     assert widened["columns_removed"] == [] and widened["columns_retyped"] == []
     assert (widened["changed_rows"], widened["added_rows"], widened["removed_rows"]) == (0, 0, 0)
+    assert f"`{NEW_COLUMN}` | added | INTEGER" in diffed["markdown"]
 
-    removed = diffed["models"][REMOVED_MODEL]
+    removed = diffed["models"][roles.removed.name]
     assert removed["status"] == "removed"
-    assert removed["rows_before"] == _prod_count(diffed, f"select count(*) from marts.{REMOVED_MODEL}")
+    assert removed["relation"] == roles.removed.relation  # where readers find it, not a Write-Audit-Publish slot
+    assert removed["rows_before"] == query(diffed["prod"], f"select count(*) from {sql_name(roles.removed.node)}")[0][0]
     assert removed["rows_after"] is None
     assert diffed["report"]["summary"]["removed"] == 1
-    assert f"`marts.{REMOVED_MODEL}`: removed" in diffed["markdown"]
-    assert f"`{NEW_COLUMN}` | added | INTEGER" in diffed["markdown"]
+    assert f"`{roles.removed.relation}`: removed" in diffed["markdown"]
 
 
 def test_model_without_a_key_gets_a_whole_row_diff(diffed):
-    keyless = diffed["models"][KEYLESS_MODEL]
-    cut = diffed["price_cut"]
-    expected = _prod_count(diffed, f"select count(*) from marts.{KEYLESS_MODEL} where product_price < {cut}")
-    assert expected > 0
+    roles = diffed["roles"]
+    roles.need("keyless")
+    keyless = diffed["models"][roles.keyless.name]
     assert keyless["method"] == "whole-row" and keyless["key"] is None
     assert "no primary_key constraint and no unique test" in keyless["note"]
-    assert (keyless["removed_rows"], keyless["added_rows"]) == (expected, 0)
-    assert all(float(row["product_price"]) < float(cut) for row in keyless["samples"]["removed"])
-    assert f"#### `marts.{KEYLESS_MODEL}`: changed\nWhole-row diff: no primary_key constraint" in diffed["markdown"]
+    assert (keyless["removed_rows"], keyless["added_rows"]) == (1, 0)
+    assert keyless["rows_before"] - 1 == keyless["rows_after"]
+    [row] = keyless["samples"]["removed"]
+    assert row[roles.keyless.key] == roles.keyless.value
+    assert f"#### `{roles.keyless.relation}`: changed\nWhole-row diff: no primary_key constraint" in diffed["markdown"]
 
 
 def test_prod_is_unchanged_and_the_workflow_runs_only_tested_commands(diffed):
-    assert table_hashes(diffed["warehouse"]) == diffed["before"], "prod must not change by content"
+    assert table_hashes(diffed["prod"]) == diffed["before"], "prod must not change by content"
     tested = {("env",), ("branch", "create"), ("branch", "build"), ("branch", "diff"), ("branch", "drop")}
     tested |= {("branch", "sweep")}  # tests/test_branch.py
     for job in ("build", "drop", "sweep"):
@@ -247,6 +591,8 @@ def test_prod_is_unchanged_and_the_workflow_runs_only_tested_commands(diffed):
 
 
 def test_fail_on_exits_non_zero_only_for_the_kinds_that_occur(diffed):
+    roles = diffed["roles"]
+    roles.need("formula", "widened", "keyless", "removed")
     # the fixture's run asked for --fail-on added-rows, which did not occur, and exited 0
     assert all(model["added_rows"] == 0 for model in diffed["report"]["models"])
     settings, pr = diffed["settings"], str(diffed["pr"])
@@ -256,12 +602,16 @@ def test_fail_on_exits_non_zero_only_for_the_kinds_that_occur(diffed):
                settings=settings)  # fmt: skip
     assert loud.returncode == 1
     assert json.loads(loud.stdout)["summary"] == diffed["report"]["summary"]
-    lines = [line for line in loud.stderr.splitlines() if "--fail-on" in line]
-    assert lines == [
-        f"elt branch diff: --fail-on removed-rows: marts.{KEYLESS_MODEL}",
-        f"elt branch diff: --fail-on changed-rows: marts.{FORMULA_MODEL}, marts.{DOWNSTREAM_MODEL}",
-        f"elt branch diff: --fail-on schema: marts.{WIDENED_MODEL}, marts.{REMOVED_MODEL}",
-    ], loud.stderr[-2000:]
+    named = {}
+    for line in loud.stderr.splitlines():
+        if found := re.fullmatch(r"elt branch diff: --fail-on ([\w-]+): (.*)", line):
+            named[found[1]] = found[2].split(", ")
+    assert list(named) == ["removed-rows", "changed-rows", "schema"], loud.stderr[-2000:]
+    nodes = diffed["manifest"]["nodes"]
+    downstream = {relation(nodes[uid]) for uid in models_in(closure(diffed["manifest"], roles.formula.uid))}
+    assert {roles.keyless.relation} <= set(named["removed-rows"]) <= {roles.keyless.relation} | downstream
+    assert {roles.formula.relation} <= set(named["changed-rows"]) <= {roles.formula.relation} | downstream
+    assert sorted(named["schema"]) == sorted([roles.widened.relation, roles.removed.relation])
 
 
 # ---------------------------------------------------------------- the diff SQL on small tables

@@ -25,6 +25,7 @@ import duckdb
 from orchestration.lib import motherduck
 from orchestration.lib.environment import DBT_PROJECT_DIR, Environment, EnvironmentConfigError
 from orchestration.lib.meta import META_SCHEMA, literal, quote
+from orchestration.lib.publish import SLOTS, slot_schema
 
 MARKER = "<!-- elt-branch-diff -->"  # the workflow finds its PR comment by this line
 FAIL_KINDS = ("added-rows", "removed-rows", "changed-rows", "schema")
@@ -552,6 +553,20 @@ def _relation(node: dict[str, Any], catalog: str) -> Relation:
     return Relation(catalog, node["schema"], node.get("alias") or node["name"])
 
 
+def _reader_schema(schema: str) -> str:
+    """`marts__slot_a` -> `marts`. Prod's manifest comes from its Write-Audit-Publish build, which puts every model
+    in a versioned schema; prod's readers query `<schema>.<model>`, the view onto the published slot."""
+    for slot in SLOTS:
+        if schema.endswith(suffix := slot_schema("", slot)):
+            return schema.removesuffix(suffix)
+    return schema
+
+
+def _prod_relation(node: dict[str, Any], catalog: str) -> Relation:
+    """Where prod's readers find a model of prod's manifest: what the report names and compares against."""
+    return Relation(catalog, _reader_schema(node["schema"]), node.get("alias") or node["name"])
+
+
 def diff_branch(
     env: Environment,
     project_dir: Path = DBT_PROJECT_DIR,
@@ -575,7 +590,7 @@ def diff_branch(
                 continue
             after = _relation(node, session.branch_catalog)
             in_prod = prod_nodes.get(unique_id) if selection.prod_manifest is not None else node
-            before = _relation(in_prod, session.prod_catalog) if in_prod and _is_relation(in_prod) else None
+            before = _prod_relation(in_prod, session.prod_catalog) if in_prod and _is_relation(in_prod) else None
             key, source = model_key(selection.pr_manifest, unique_id)
             table = diff_tables(con, before, after, key, session.scratch, samples, no_key_reason=source)
             if table.rows_after is None:
@@ -590,7 +605,7 @@ def diff_branch(
             models.append(ModelDiff(unique_id, node["name"], after.label, status, source if key else "", table))
         for unique_id in removed:
             node = prod_nodes[unique_id]
-            before = _relation(node, session.prod_catalog)
+            before = _prod_relation(node, session.prod_catalog)
             table = diff_tables(con, before, None, None, session.scratch, 0)
             table.note = "removed from the project (the clone still holds prod's copy until it is rebuilt)"
             models.append(ModelDiff(unique_id, node["name"], before.label, "removed", "", table))
