@@ -43,7 +43,7 @@ class RunSummary:
 @dataclass(frozen=True)
 class PlannedRun:
     job: dg.UnresolvedAssetJobDefinition
-    what: str  # for the summary: `raw_files/share_prices 2018-01-22.csv..2018-01-23.csv`
+    what: str  # for the summary: `<asset key> <first partition>..<last partition>`
     tags: dict[str, str]
 
 
@@ -115,7 +115,7 @@ def plan_runs(
     selection: dg.AssetSelection | None = None,
 ) -> list[PlannedRun]:
     """The runs of one whole-pipeline pass. `partitions` replaces the pending partitions of an asset (by key string,
-    e.g. `{"raw_nasa/asteroids": [...]}`: the benchmark's generated days); `selection` limits the pass to some
+    e.g. `{"raw_x/events": [...]}`: the benchmark's generated days); `selection` limits the pass to some
     assets (e.g. every extract asset and no dbt model)."""
     from orchestration.definitions import ALL_ASSETS_JOB, elt_all
 

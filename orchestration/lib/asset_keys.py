@@ -1,8 +1,8 @@
 """The one rule for asset keys: `[schema, table]` of where the data lands, the same in every environment.
 
 The database (dev, branch clone or prod) is never part of a key. A raw table that is a dlt child table
-(`asteroids__close_approach_data`) is written by its parent resource, so it belongs to the parent's asset
-(`raw_nasa/asteroids`); dbt models are named `stg_<source>__<entity>s` and are never folded.
+(`<parent>__<list field>`, e.g. `events__attendees`) is written by its parent resource, so it belongs to the
+parent's asset (`raw_x/events`); dbt models are named `stg_<source>__<entity>s` and are never folded.
 """
 
 import dagster as dg

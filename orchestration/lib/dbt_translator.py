@@ -1,7 +1,7 @@
 """The dbt translator: every dbt node is keyed by where it lands, `[schema, table]`.
 
-A dbt source lands where its extractor wrote it, so `source('shop', 'orders')` (schema `raw_shop`, table `orders`)
-gets the key `raw_shop/orders`: the key of the Sling asset that loads it. Lineage runs unbroken from the extract
+A dbt source lands where its extractor wrote it, so `source('x', 't')` (schema `raw_x`, table `t`) gets the key
+`raw_x/t`: the key of the dlt or Sling asset that loads it. Lineage runs unbroken from the extract
 assets through staging to the marts, and tests on sources report as asset checks on the extract assets.
 
 When models run is data-driven (`get_automation_condition`, see orchestration/lib/automation.py): a model
@@ -10,7 +10,7 @@ the sources it reads, so the UI shows a mart gone stale.
 
 The manifest is parsed once, without a warehouse (`ensure_manifest`), so the database it records is no
 environment's. Table names (`dagster/table_name`) take the resolved environment's database instead:
-`prod.marts.fct_share_prices_daily` in prod, `<branch id>.marts...` in a branch, from the same manifest.
+`prod.marts.<model>` in prod, `<branch id>.marts...` in a branch, from the same manifest.
 """
 
 from collections.abc import Mapping
