@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import logging
 import re
+import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,8 @@ from typing import TextIO
 
 import dagster as dg
 from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
 from rich.text import Text
 
 from orchestration.lib.environment import data_dir_not_writable
@@ -74,13 +77,16 @@ def _log_order(log: Path) -> tuple[int, int]:
 @contextlib.contextmanager
 def captured_run(log_path: Path, terminal: Console) -> Iterator[RunOutput]:
     """For the block: stdout and stderr go to `log_path` (line-buffered, so `tail -f` follows it and a killed run
-    leaves what it wrote); the returned RunOutput writes to `terminal`, a console on the real stdout."""
+    leaves what it wrote); the returned RunOutput writes to `terminal`, a console on the real stdout, and on a
+    terminal keeps a status line below its lines: what runs now, how far it got."""
     with (
         log_path.open("a", buffering=1, encoding="utf-8") as log,
         contextlib.redirect_stdout(log),
         contextlib.redirect_stderr(log),
     ):
-        yield RunOutput(terminal, log)
+        output = RunOutput(terminal, log)
+        with output.live_status():
+            yield output
 
 
 def asset_name(key: dg.AssetKey) -> str:
@@ -104,7 +110,6 @@ class _RunState:
     planned: set[dg.AssetKey] = field(default_factory=set)
     materialized: set[dg.AssetKey] = field(default_factory=set)
     built_by_step: Counter[str] = field(default_factory=Counter)  # dbt nodes shown, per step
-    materialized_by_step: Counter[str] = field(default_factory=Counter)  # other assets, per step
     checks_passed: Counter[str] = field(default_factory=Counter)
     checks_failed: Counter[str] = field(default_factory=Counter)
     failed_steps: list[str] = field(default_factory=list)
@@ -123,6 +128,28 @@ class RunOutput(RunWatcher):
         self._total = 0
         self._started = 0
         self._runs: dict[str, _RunState] = {}
+        self._current: _RunState | None = None
+        self._step_started: dict[str, float] = {}  # the steps running now, since when
+
+    @contextlib.contextmanager
+    def live_status(self) -> Iterator[None]:
+        """On a terminal, a spinner line under the output (rich's Live, removed at the end) saying which steps run
+        and how many dbt nodes and checks they finished; elsewhere nothing (a CI log gets the lines only)."""
+        if not self.terminal.is_terminal:
+            yield
+            return
+        spinner = Spinner("dots")
+
+        def status() -> Spinner:  # asked for at each refresh (rich's thread), so a step's time goes on
+            with contextlib.suppress(RuntimeError):  # a dict the run's thread changed while it was read
+                spinner.update(text=self._status_text())
+            return spinner
+
+        # stdout and stderr stay where captured_run sent them; rich's own redirect would bring them back here
+        with Live(
+            get_renderable=status, console=self.terminal, transient=True, redirect_stdout=False, redirect_stderr=False
+        ):
+            yield
 
     # -- RunWatcher
 
@@ -136,7 +163,8 @@ class RunOutput(RunWatcher):
 
     def starting(self, run: PlannedRun, run_id: str) -> None:
         self._started += 1
-        self._runs[run_id] = _RunState(run.what)
+        self._runs[run_id] = self._current = _RunState(run.what)
+        self._step_started.clear()
         self._show(Text(f"[{self._started}/{self._total}] {run.what}", style="bold"))
 
     def event(self, entry: dg.EventLogEntry) -> None:
@@ -150,7 +178,7 @@ class RunOutput(RunWatcher):
 
     def say(self, message: str) -> None:
         self.log.write(f"elt: {message}\n")
-        self._show(Text(message))
+        self._show(Text(f"elt: {message}"))
 
     # -- events
 
@@ -173,9 +201,12 @@ class RunOutput(RunWatcher):
             self._checked(run, step, data)
         elif event.event_type == E.STEP_START:
             run.started_steps.add(step)
+            self._step_started[step] = entry.timestamp
         elif event.event_type == E.STEP_SUCCESS:
+            self._step_started.pop(step, None)
             self._status("ok", "green", f"{step} {_seconds(data.duration_ms / 1000)}{self._tally(run, step)}")
         elif event.event_type == E.STEP_FAILURE:
+            self._step_started.pop(step, None)
             run.failed_steps.append(step)
             self._status("FAIL", "red", f"{step}{self._tally(run, step)}")
             self._detail(self._failure_text(data))
@@ -203,8 +234,7 @@ class RunOutput(RunWatcher):
     def _materialized(self, run: _RunState, step: str, materialization: dg.AssetMaterialization) -> None:
         run.materialized.add(materialization.asset_key)
         metadata = materialization.metadata
-        if DBT_NODE_ID not in metadata:
-            run.materialized_by_step[step] += 1
+        if DBT_NODE_ID not in metadata:  # an extract's asset: its step's line says it
             return
         run.built_by_step[step] += 1
         kind = self._kinds.get(materialization.asset_key)
@@ -262,19 +292,33 @@ class RunOutput(RunWatcher):
     @staticmethod
     def _failure_text(data) -> str:
         """The error of a failed step, as a user acts on it: the message, then each distinct cause's."""
-        lines: list[str] = []
+        description = data.user_failure_data.description if data.user_failure_data else None
+        lines: list[str] = [description] if description else []  # a dg.Failure's, without Dagster's class path
         error, depth = data.error, 0
         while error is not None and depth < 10:  # the error, then what caused it
             message = error.message.strip()
             # Dagster's wrapper around the error the step raised ("Error occurred while executing op ...") says nothing
             wrapper = error.cls_name == "DagsterExecutionStepExecutionError" and (error.cause or error.context)
-            if message and not wrapper and not any(message in line or line in message for line in lines):
+            if message and not wrapper and not any(line in message or message in line for line in lines):
                 lines.append(message if not lines else f"caused by {message}")
             error, depth = error.cause or error.context, depth + 1
-        description = data.user_failure_data.description if data.user_failure_data else None
-        if description and not any(description in line for line in lines):  # a dg.Failure's, said in its message
-            lines.insert(0, description)
         return "\n".join(lines)
+
+    def _status_text(self) -> Text:
+        run = self._current
+        if run is None:
+            return Text("loading the definitions", style="dim")
+        if not self._step_started:
+            return Text(f"{run.what}: waiting for a step to start", style="dim")
+        now = time.time()
+        parts = [f"{step} {now - started:.0f}s" for step, started in list(self._step_started.items())]
+        counts = {
+            "dbt nodes built": sum(run.built_by_step.values()),
+            "checks passed": sum(run.checks_passed.values()),
+            "failed": sum(run.checks_failed.values()),
+        }
+        done = ", ".join(f"{number} {what}" for what, number in counts.items() if number)
+        return Text(f"running {', '.join(parts)}" + (f": {done}" if done else ""), style="dim")
 
     # -- writing
 
