@@ -294,9 +294,18 @@ def start_local_postgres(postgres: LocalPostgres) -> LocalPostgres:
     import psycopg
 
     postgres.start()
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        if not conn.execute("select 1 from pg_database where datname = %s", (LOCAL_PG_DB,)).fetchone():
-            conn.execute(f"create database {LOCAL_PG_DB}")
+    try:
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            if not conn.execute("select 1 from pg_database where datname = %s", (LOCAL_PG_DB,)).fetchone():
+                conn.execute(f"create database {LOCAL_PG_DB}")
+    except psycopg.OperationalError as error:
+        postgres.stop()
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ServeError(
+            f"the local instance database in {postgres.data_dir} refused its superuser {postgres.superuser} "
+            f"({reason}); if the cluster there was made with another superuser, move the folder away and "
+            "`elt serve` makes a new one (the run history stays in the old folder)"
+        ) from None
     return postgres
 
 
