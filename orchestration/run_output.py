@@ -4,8 +4,8 @@ While the pipeline runs, this process's stdout and stderr go to the run's log fi
 elt-run-<time>.log`): dagster-dbt re-emits dbt's log on stdout and Dagster's console logger writes to stderr, so the
 file holds both, interleaved as they happened, as a plain-text log without colour codes. The terminal gets what
 `RunOutput` makes of Dagster's structured events (`RunWatcher.event`, orchestration/pipeline.py), the way dbt and
-pytest report: a line per step and per dbt model, seed or snapshot as it finishes, every failed asset check (dbt
-test, file integrity) and failed step with its error, and warnings. Colour only on a terminal and without NO_COLOR
+pytest report: a line per step and per dbt model, seed or snapshot as it finishes, every failed asset check (a dbt
+test or an extract's own) and failed step with its error, and warnings. Colour only on a terminal and without NO_COLOR
 (rich decides); dbt is told the same (orchestration/lib/dbt.py `dbt_colour_environ`).
 """
 
@@ -90,7 +90,7 @@ def captured_run(log_path: Path, terminal: Console) -> Iterator[RunOutput]:
 
 
 def asset_name(key: dg.AssetKey) -> str:
-    """`marts.fct_orders`: an asset key is [schema, table] of where its data lands."""
+    """`<schema>.<table>`: an asset key is [schema, table] of where its data lands."""
     return ".".join(key.path)
 
 
