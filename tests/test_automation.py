@@ -1,26 +1,60 @@
-"""Declarative automation of the dbt models, on a real Dagster instance, real DuckDB and real dbt: after a real
-`elt run`, nothing new launches no model; a new share-price file, loaded the way the drop sensor loads it, makes
-the automation request exactly the models downstream of the files source, and the run it launches builds those and
-no shop or NeoWs model. Expected sets come from the asset graph, not from a list."""
+"""Declarative automation of the dbt models, on a real Dagster instance, real DuckDB and real dbt, whatever sources
+are present: on a copy of the session's demo `elt run`, nothing new launches no model; a load that says it found
+nothing new wakes no model; a load that landed rows makes the automation request exactly the assets downstream of
+it, and the run it launches builds those and nothing else. The extract asset and every expected set come from the
+asset graph, not from a list."""
 
-import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 
-from extract.files.source import DEMO_DROPS
 from orchestration.definitions import load_definitions
 from orchestration.lib.automation import AUTOMATION_SENSOR, model_automation_condition, requested_keys, run_requested
-from orchestration.lib.environment import resolve
-from orchestration.pipeline import run_pipeline
 from tests.support import use_platform_env
 
-SHARE_PRICES = dg.AssetKey(["raw_files", "share_prices"])
-NEW_FILE = "2018-01-24.csv"
-NEW_ROWS = [("2018/10/16", "255.5000"), ("2018/10/17", "254.2500")]  # trading dates no demo file has
+DBT = dg.AssetSelection.tag("dagster/kind/dbt", "")
+# the extract assets: every root of the graph that dbt does not build
+EXTRACT = (dg.AssetSelection.all().roots() - DBT).without_checks()
+
+
+def _dbt_models(defs: dg.Definitions) -> set[dg.AssetKey]:
+    graph = defs.resolve_asset_graph()
+    return DBT.resolve(graph) & graph.materializable_asset_keys
+
+
+def _downstream(defs: dg.Definitions, *roots: dg.AssetKey) -> set[dg.AssetKey]:
+    return dg.AssetSelection.assets(*roots).downstream().resolve(defs.resolve_asset_graph()) - set(roots)
+
+
+def _extract_assets(defs: dg.Definitions) -> set[dg.AssetKey]:
+    graph = defs.resolve_asset_graph()
+    return EXTRACT.resolve(graph) & graph.materializable_asset_keys
+
+
+def _cheapest_extract_asset(defs: dg.Definitions, partitioned: bool | None = None) -> dg.AssetKey | None:
+    """The extract asset with the fewest dbt models downstream (at least one), unpartitioned first; with
+    `partitioned=False` an unpartitioned one or None."""
+    graph, models = defs.resolve_asset_graph(), _dbt_models(defs)
+    candidates = [
+        (graph.get(key).partitions_def is not None, len(_downstream(defs, key) & models), key.to_user_string(), key)
+        for key in _extract_assets(defs)
+        if _downstream(defs, key) & models
+    ]
+    if partitioned is False:
+        candidates = [candidate for candidate in candidates if not candidate[0]]
+    return min(candidates)[-1] if candidates else None
+
+
+def _reported_load(instance: dg.DagsterInstance, key: dg.AssetKey, **metadata: int) -> None:
+    """A materialization of extract asset `key` with `metadata`, as its load would record it (of its latest loaded
+    partition when it is partitioned)."""
+    partitions = sorted(instance.get_materialized_partitions(key))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(key, partition=partitions[-1] if partitions else None, metadata=metadata)
+    )
 
 
 @dataclass
@@ -28,100 +62,84 @@ class Automated:
     defs: dg.Definitions
     after_run: set[dg.AssetKey]  # what the automation requests right after `elt run`
     again: set[dg.AssetKey]  # ... and on the next tick
-    after_empty_orders: set[dg.AssetKey]  # after a scheduled orders load that found nothing new
-    orders_metadata: dict  # that load's materialization metadata of raw_shop/orders
-    after_new_file: set[dg.AssetKey]  # after the drop sensor's run loaded a new file
+    quiet_load: dg.AssetKey | None  # an unpartitioned extract asset whose loads said they found nothing new
+    after_nothing_loaded: set[dg.AssetKey]  # after its load that landed no rows (`rows_loaded` 0)
+    after_nothing_changed: set[dg.AssetKey]  # after its load that re-read rows, none of them new (`rows_changed` 0)
+    loaded: dg.AssetKey  # the extract asset whose load then landed rows
+    after_new_rows: set[dg.AssetKey]  # what the automation requested for it
     built: set[dg.AssetKey]  # what the run the automation launched materialized
     run_success: bool
     settled: set[dg.AssetKey]  # the tick after that run
-    share_price_dates: int
-
-
-def _dbt_models(defs: dg.Definitions) -> set[dg.AssetKey]:
-    graph = defs.resolve_asset_graph()
-    return dg.AssetSelection.tag("dagster/kind/dbt", "").resolve(graph) & graph.materializable_asset_keys
-
-
-def _downstream(defs: dg.Definitions, *roots: dg.AssetKey) -> set[dg.AssetKey]:
-    graph = defs.resolve_asset_graph()
-    return dg.AssetSelection.assets(*roots).downstream().resolve(graph) - set(roots)
 
 
 @pytest.fixture(scope="module")
-def automated(tmp_path_factory: pytest.TempPathFactory) -> Automated:
-    data_dir = tmp_path_factory.mktemp("automation")
-    drops = data_dir / "drops"
-    shutil.copytree(DEMO_DROPS, drops)
-    with pytest.MonkeyPatch.context() as monkeypatch, dg.instance_for_test() as instance:
-        use_platform_env(monkeypatch, data_dir / "data", ELT_FILES_DROP_DIR=str(drops))
-        first = run_pipeline(instance=instance, log_level="WARNING")
-        assert first.ok, (first.runs, first.failed_steps, first.checks_failed)
-        defs = load_definitions()
+def automated(demo_run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Automated]:
+    """A copy of the session's demo run (warehouse and Dagster instance), ticked through the automation conditions
+    as the sensor ticks them: after the run; after loads that found nothing new; after a load that landed rows; and
+    after the run that tick launched."""
+    data_dir = demo_run.copy_to(tmp_path_factory.mktemp("automation"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_platform_env(monkeypatch, data_dir)
+        monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster"))
+        with dg.DagsterInstance.from_config(str(data_dir / "dagster")) as instance:
+            defs = load_definitions()
 
-        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-        after_run = requested_keys(defs, tick)
-        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-        again = requested_keys(defs, tick)
+            def tick(cursor: str | None = None) -> tuple[set[dg.AssetKey], str]:
+                evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+                return requested_keys(defs, evaluation), evaluation.cursor
 
-        # the intraday orders schedule's job runs with nothing new in the shop: Sling re-reads the row at its
-        # high-water mark, the load materializes, and no model may wake for it
-        orders = defs.resolve_job_def("shop_orders").execute_in_process(instance=instance, raise_on_error=False)
-        assert orders.success
-        [orders_event] = [
-            event.materialization.metadata
-            for event in orders.get_asset_materialization_events()
-            if event.asset_key == dg.AssetKey(["raw_shop", "orders"])
-        ]
-        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-        after_empty_orders = requested_keys(defs, tick)
+            after_run, cursor = tick()
+            again, cursor = tick(cursor)
 
-        # a new file arrives: the drop sensor registers it and requests its run, which loads it (as in prod)
-        header = '"date","share_price","amount","spend","shift","spread"\n'
-        lines = "".join(f'"{day}","{price}","1.0000","1.0000","1.0000","1.0000"\n' for day, price in NEW_ROWS)
-        (drops / NEW_FILE).write_text(header + lines)
-        sensor = defs.get_sensor_def("share_price_drops_sensor")
-        [request] = sensor(dg.build_sensor_context(instance=instance, resources=defs.resources)).run_requests
-        assert request.partition_key == NEW_FILE
-        load = defs.resolve_job_def(request.job_name or "files_load").execute_in_process(
-            instance=instance, partition_key=request.partition_key, tags=request.tags, raise_on_error=False
-        )
-        assert load.success
+            # loads that found nothing new still materialize; their metadata says so, and no model may wake for it
+            quiet = _cheapest_extract_asset(defs, partitioned=False)
+            after_nothing_loaded = after_nothing_changed = set()
+            if quiet is not None:
+                _reported_load(instance, quiet, rows_loaded=0)
+                after_nothing_loaded, cursor = tick(cursor)
+                # an incremental load re-reads the rows at its high-water mark: `rows_changed` says none was new
+                _reported_load(instance, quiet, rows_loaded=2, rows_changed=0)
+                after_nothing_changed, cursor = tick(cursor)
 
-        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-        after_new_file = requested_keys(defs, tick)
-        launched = run_requested(defs, instance, after_new_file)
-        built = {event.asset_key for event in launched.get_asset_materialization_events()}
-        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
-        settled = requested_keys(defs, tick)
-
-        with duckdb.connect(resolve().warehouse, read_only=True) as con:
-            dates = con.sql("select count(*) from marts.fct_share_prices_daily").fetchone()[0]
-    return Automated(
-        defs,
-        after_run,
-        again,
-        after_empty_orders,
-        {key: value.value for key, value in orders_event.items()},
-        after_new_file,
-        built,
-        launched.success,
-        settled,
-        dates,
-    )
+            loaded = _cheapest_extract_asset(defs)
+            assert loaded is not None, "no extract asset has a dbt model downstream"
+            _reported_load(instance, loaded, rows_loaded=3)
+            after_new_rows, cursor = tick(cursor)
+            launched = run_requested(defs, instance, after_new_rows)
+            built = {event.asset_key for event in launched.get_asset_materialization_events()}
+            settled, cursor = tick(cursor)
+            yield Automated(
+                defs,
+                after_run,
+                again,
+                quiet,
+                after_nothing_loaded,
+                after_nothing_changed,
+                loaded,
+                after_new_rows,
+                built,
+                launched.success,
+                settled,
+            )
 
 
 def test_every_dbt_model_has_the_automation_condition_and_no_cron_builds_them(automated):
     defs = automated.defs
     graph = defs.resolve_asset_graph()
     models = _dbt_models(defs)
-    assert len(models) >= 10
+    assert models
     expected = model_automation_condition().get_label()
     assert all(graph.get(key).automation_condition.get_label() == expected for key in models)
-    # extract assets keep their schedules and sensor: no automation condition of their own
-    extract = {key for key in graph.materializable_asset_keys if key.path[0].startswith("raw_")}
+    # extract assets keep their schedules and sensors: no automation condition of their own
+    extract = _extract_assets(defs)
     assert extract and not any(graph.get(key).automation_condition for key in extract)
-    dbt_jobs = {job.name for job in defs.jobs or [] if getattr(job, "name", None) == "dbt_build"}
-    assert not [s.name for s in defs.schedules or [] if getattr(s, "job_name", None) in dbt_jobs]
+    scheduled = {
+        schedule.name: defs.resolve_job_def(
+            defs.resolve_schedule_def(schedule.name).job_name
+        ).asset_layer.selected_asset_keys
+        for schedule in defs.schedules or []
+    }
+    assert not {name: keys & models for name, keys in scheduled.items() if keys & models}
 
 
 def test_automation_sensor_runs_in_prod_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -146,28 +164,26 @@ def test_with_no_new_data_the_automation_launches_no_model(automated):
     assert automated.again == set()
 
 
-def test_an_orders_load_that_found_nothing_new_wakes_no_model(automated):
-    # nothing past the high-water mark: Sling did not start, and the load still materialized, with nothing new
-    assert automated.orders_metadata["rows_loaded"] == 0
-    assert "Sling did not start" in automated.orders_metadata["window"]
-    assert automated.orders_metadata["rows_changed"] == 0
-    assert automated.after_empty_orders == set()
+def test_a_load_that_found_nothing_new_wakes_no_model(automated):
+    if automated.quiet_load is None:
+        pytest.skip("every extract asset with a dbt model downstream is partitioned: a loaded partition is new data")
+    assert _downstream(automated.defs, automated.quiet_load) & _dbt_models(automated.defs)
+    assert automated.after_nothing_loaded == set()
+    assert automated.after_nothing_changed == set()  # `rows_changed` counts before `rows_loaded`
 
 
-def test_a_new_file_requests_exactly_the_share_price_models_downstream_of_it(automated):
+def test_a_load_with_new_rows_requests_exactly_the_models_downstream_of_it(automated):
     defs = automated.defs
-    downstream = _downstream(defs, SHARE_PRICES)  # the models, and a step after them (the publish) if any
-    assert len(downstream & _dbt_models(defs)) >= 3  # staging, intermediate, mart
-    assert automated.after_new_file == downstream
-    graph = defs.resolve_asset_graph()
-    other_sources = [key for key in graph.materializable_asset_keys if key.path[0] in ("raw_shop", "raw_nasa")]
-    other_models = _downstream(defs, *other_sources) & _dbt_models(defs)
-    assert len(other_models) >= 6 and not automated.after_new_file & other_models
+    downstream = _downstream(defs, automated.loaded)  # the models, and a step after them (the publish) if any
+    assert downstream & _dbt_models(defs)
+    assert automated.after_new_rows == downstream
+    print(
+        f"{automated.loaded.to_user_string()}: {len(downstream & _dbt_models(defs))} of "
+        f"{len(_dbt_models(defs))} models requested"
+    )
 
 
-def test_the_launched_run_builds_only_those_models_with_the_new_rows(automated):
+def test_the_launched_run_builds_only_those_models(automated):
     assert automated.run_success
-    assert automated.built == automated.after_new_file
-    demo_dates = {row.split(",")[0] for path in DEMO_DROPS.glob("*.csv") for row in path.read_text().splitlines()[1:]}
-    assert automated.share_price_dates == len(demo_dates) + len(NEW_ROWS)
+    assert automated.built == automated.after_new_rows
     assert automated.settled == set()
