@@ -21,7 +21,7 @@ import pytest
 import yaml
 from dagster_cloud_cli.config.models import load_dagster_cloud_yaml
 
-from extract.shop.demo_postgres import DemoPostgres
+from extract.local_postgres import LocalPostgres
 from orchestration.lib.environment import REPO_ROOT, resolve
 from orchestration.serve import LocalProcessRunLauncher
 
@@ -38,7 +38,7 @@ def instance_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     """The DAGSTER_PG_* settings of a real PostgreSQL (pgserver) with an empty `dagster` database."""
     import psycopg
 
-    with DemoPostgres(tmp_path_factory.mktemp("instance_pg")) as postgres:
+    with LocalPostgres(tmp_path_factory.mktemp("instance_pg")) as postgres:
         with psycopg.connect(postgres.url, autocommit=True) as conn:
             conn.execute("create database dagster")
         url = urlsplit(postgres.url)

@@ -18,6 +18,7 @@ from orchestration.lib.environment import (
 )
 from orchestration.lib.instance import prepare_dagster_home
 from orchestration.lib.warehouse import WarehouseResource
+from tests.support import manifest
 
 CASES = [
     # (variables, expected env, expected warehouse relative to data dir or md:, why)
@@ -185,8 +186,9 @@ def test_dbt_refuses_to_build_dev_on_prod(tmp_path):
 
     prod = str(tmp_path / "prod.duckdb")
     dbt = Path(sys.executable).parent / "dbt"
+    model = min(node["name"] for node in manifest()["nodes"].values() if node["resource_type"] == "model")
     result = subprocess.run(
-        [str(dbt), "run", "--project-dir", "dbt_project", "--select", "stg_files__share_prices"],
+        [str(dbt), "run", "--project-dir", "dbt_project", "--select", model],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
