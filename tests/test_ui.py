@@ -4,7 +4,6 @@ the UI renders (its DOM: nodes, edges, check rows, the table name). Screenshots 
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from orchestration.lib.dbt_translator import WarehouseDbtTranslator
 from orchestration.lib.environment import REPO_ROOT
 from orchestration.lib.instance import prepare_dagster_home
 from tests.browser import screenshot
-from tests.support import use_platform_env
+from tests.support import free_port, manifest, mart_models, use_platform_env
 
-MART = dg.AssetKey(["marts", "fct_share_prices_daily"])
 DBT = dg.AssetSelection.tag("dagster/kind/dbt", "")
 STARTUP_SECONDS = 240  # the webserver's code server loads the definitions (dagster, dbt, dlt) before it answers
 RENDER_MS = 90_000
@@ -42,10 +41,36 @@ _GRAPH_JS = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def cheapest_tested_mart(project: dict) -> dg.AssetKey:
+    """The mart with data tests (its checks page has rows) that has the fewest models upstream (the cheapest to
+    build), by name on a tie. dbt also runs every test that touches a built model, so the mart's build must hold
+    every model those tests read (on a fresh warehouse a relationships test to a model not built fails). Skips when
+    no mart qualifies."""
+    parents, nodes = project["parent_map"], project["nodes"]
+    tests = [node for node in nodes.values() if node["resource_type"] == "test"]
+
+    def build(unique_id: str) -> set[str]:  # the mart and every model upstream of it
+        seen, todo = {unique_id}, [unique_id]
+        while todo:
+            for parent in parents.get(todo.pop(), []):
+                if parent.startswith("model.") and parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return seen
+
+    def self_contained(built: set[str]) -> bool:
+        touching = (set(test["depends_on"]["nodes"]) for test in tests)
+        return all({n for n in reads if n.startswith("model.")} <= built for reads in touching if reads & built)
+
+    tested = {test.get("attached_node") for test in tests}
+    candidates = [
+        (len(built), mart["name"], mart)
+        for mart in mart_models(project)
+        if mart["unique_id"] in tested and self_contained(built := build(mart["unique_id"]))
+    ]
+    if not candidates:
+        pytest.skip("no mart has a data test and a build that holds every model its tests read")
+    return WarehouseDbtTranslator().get_asset_key(min(candidates, key=lambda item: item[:2])[-1])
 
 
 def rendered_edges(page) -> set[tuple[str, str]]:
@@ -69,10 +94,12 @@ def rendered_edges(page) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def ui(demo_raw_warehouse, tmp_path_factory) -> Iterator[dict]:
-    """A prod environment on a copy of the session's raw warehouse: the mart and everything dbt builds upstream of
-    it run once through Dagster into a persistent instance, then `dagster-webserver` serves that instance."""
+    """A prod environment on a copy of the session's raw warehouse: a mart (`cheapest_tested_mart`) and everything
+    dbt builds upstream of it run once through Dagster into a persistent instance, then `dagster-webserver` serves
+    that instance."""
     from orchestration.definitions import load_definitions
 
+    mart = cheapest_tested_mart(manifest())
     tmp = tmp_path_factory.mktemp("ui")
     prod = tmp / "prod.duckdb"
     shutil.copy(demo_raw_warehouse, prod)
@@ -82,7 +109,7 @@ def ui(demo_raw_warehouse, tmp_path_factory) -> Iterator[dict]:
         home = prepare_dagster_home(tmp / "data" / "dagster")
         defs = load_definitions()
         graph = defs.resolve_asset_graph()
-        selection = dg.AssetSelection.assets(MART).upstream() & DBT
+        selection = dg.AssetSelection.assets(mart).upstream() & DBT
         job = dg.Definitions.merge(
             defs, dg.Definitions(jobs=[dg.define_asset_job("ui_mart", selection=selection)])
         ).resolve_job_def("ui_mart")
@@ -92,11 +119,11 @@ def ui(demo_raw_warehouse, tmp_path_factory) -> Iterator[dict]:
         checks = {
             evaluation.check_name: evaluation.passed
             for evaluation in result.get_asset_check_evaluations()
-            if evaluation.asset_key == MART
+            if evaluation.asset_key == mart
         }
         assert checks and all(checks.values()), checks
 
-        port = _free_port()
+        port = free_port()
         workspace = tmp / "workspace.yaml"
         workspace.write_text(
             "load_from:\n  - python_module:\n      module_name: orchestration.definitions\n"
@@ -122,9 +149,10 @@ def ui(demo_raw_warehouse, tmp_path_factory) -> Iterator[dict]:
                     assert time.monotonic() < deadline, f"webserver not up in {STARTUP_SECONDS} s"
                     time.sleep(1)
             yield {
+                "mart": mart,
                 "url": url,
                 "graph": graph,
-                "lineage": graph.get(MART).parent_keys,
+                "lineage": graph.get(mart).parent_keys,
                 "checks": checks,
                 "warehouse_database": prod.stem,
                 "log": tmp / "webserver.log",
@@ -161,12 +189,12 @@ def _upstream_chain(graph, key: dg.AssetKey) -> list[tuple[dg.AssetKey, dg.Asset
 
 
 def test_asset_graph_connects_extract_staging_and_marts(page, ui):
-    graph = ui["graph"]
+    graph, mart = ui["graph"], ui["mart"]
     # one mart's lineage: every asset from its extract asset through staging to it, joined edge by edge
-    chain = _upstream_chain(graph, MART)
+    chain = _upstream_chain(graph, mart)
     names = {key.path[-1] for edge in chain for key in edge}
     assert any(not key.path[0].startswith(("staging", "intermediate", "marts")) for edge in chain for key in edge)
-    page.goto(f"{ui['url']}/assets/{'/'.join(MART.path)}?view=lineage&lineageScope=upstream&lineageDepth=10")
+    page.goto(f"{ui['url']}/assets/{'/'.join(mart.path)}?view=lineage&lineageScope=upstream&lineageDepth=10")
     for name in sorted(names):
         page.locator(f'svg foreignObject [data-tooltip="{name}"]').first.wait_for()
     page.wait_for_function(f"() => document.querySelectorAll('svg path[marker-end]').length >= {len(chain)}")
@@ -177,8 +205,8 @@ def test_asset_graph_connects_extract_staging_and_marts(page, ui):
 
 
 def test_mart_page_lists_its_checks_passed_and_names_the_prod_table(page, ui):
-    checks = ui["checks"]
-    page.goto(f"{ui['url']}/assets/{'/'.join(MART.path)}?view=checks")
+    checks, mart = ui["checks"], ui["mart"]
+    page.goto(f"{ui['url']}/assets/{'/'.join(mart.path)}?view=checks")
     page.get_by_text(f"Checks ({len(checks)})").wait_for()
     for name in sorted(checks):
         row = page.locator(f'[title="{name}"]').first.locator("xpath=..")
@@ -187,8 +215,8 @@ def test_mart_page_lists_its_checks_passed_and_names_the_prod_table(page, ui):
     page.get_by_text("Passed").first.wait_for()  # the selected check's latest evaluation
     screenshot(page, "ui_mart_checks")
 
-    table = f"{ui['warehouse_database']}.{MART.path[0]}.{MART.path[1]}"
-    page.goto(f"{ui['url']}/assets/{'/'.join(MART.path)}")
+    table = f"{ui['warehouse_database']}.{mart.path[0]}.{mart.path[1]}"
+    page.goto(f"{ui['url']}/assets/{'/'.join(mart.path)}")
     page.locator(f'[title="{table}"]').first.wait_for()
     assert page.locator('[title^="memory."], [title^="dev."]').count() == 0
     screenshot(page, "ui_mart_page")
