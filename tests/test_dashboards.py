@@ -10,36 +10,22 @@ docs/dashboards.md.
 """
 
 import os
+import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from orchestration.dashboards import site
-from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, resolve
+from orchestration.lib.environment import DBT_PROJECT_DIR, resolve
 from orchestration.lib.motherduck import MotherDuckLocationError
 
 
 @pytest.fixture(scope="module")
-def marts_warehouse(demo_raw_warehouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the demo raw warehouse with every model built by `dbt run` (dev target), once per module."""
-    folder = tmp_path_factory.mktemp("dashboards_marts")
-    warehouse = Path(shutil.copy(demo_raw_warehouse, folder / "warehouse.duckdb"))
-    env = {"ELT_ENV": "dev", "ELT_DEV_DATABASE": str(warehouse), "ELT_DATA_DIR": str(folder / "data")}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), "run", "--project-dir", str(DBT_PROJECT_DIR)]
-        + ["--profiles-dir", str(REPO_ROOT), "--target-path", str(folder / "target")],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, **env, "DBT_LOG_PATH": str(folder / "logs")},
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-4000:]
-    return warehouse
+def marts_warehouse(demo_run) -> Path:
+    """The session's demo run: every raw table and every model (dev target). Tests copy it before writing."""
+    return demo_run.warehouse
 
 
 def dev_env(warehouse: Path, data_dir: Path):
@@ -62,12 +48,6 @@ def marts_in(warehouse: Path) -> set[str]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         listed = con.execute("select table_name from information_schema.tables where table_schema = 'marts'")
         return {name for (name,) in listed.fetchall()}
-
-
-def demo(source: str) -> None:
-    """Skip a test written on one demo source's marts and pages in a fork that has deleted that source."""
-    if not (site.PROJECT_DIR / "pages" / source).is_dir():
-        pytest.skip(f"the {source} demo is not in this project")
 
 
 def test_every_source_and_page_query_runs_on_the_demo_marts(marts_warehouse: Path, tmp_path: Path):
@@ -106,28 +86,47 @@ def test_every_source_and_page_query_runs_on_the_demo_marts(marts_warehouse: Pat
     assert all(any(name.startswith(f"{owner}_") for owner in owners) for name in queries), sorted(queries)
 
 
+def a_source_query_on_a_mart() -> tuple[str, str, str, str]:
+    """(source query file, the mart it reads, one column it selects, a page that reads the query), from whatever
+    queries and pages the project has."""
+    pages = site.page_queries()
+    for path in sorted((site.PROJECT_DIR / "sources" / "warehouse").glob("*.sql")):
+        found = re.search(r"select\s+(\w+)[\s\S]*?from\s+marts\.(\w+)", path.read_text(), re.IGNORECASE)
+        readers = [
+            page for page, queries in pages.items() if any(f"warehouse.{path.stem}" in q for q in queries.values())
+        ]
+        if found and readers:
+            return path.name, found.group(2), found.group(1), readers[0]
+    pytest.skip("no source query reads a mart and is read by a page")
+
+
 def test_a_renamed_mart_column_fails_the_build_naming_query_and_page(marts_warehouse: Path, tmp_path: Path):
-    demo("shop")
-    warehouse = Path(shutil.copy(marts_warehouse, tmp_path / "warehouse.duckdb"))
+    query_file, mart, column, page = a_source_query_on_a_mart()
+    warehouse = Path(shutil.copy(marts_warehouse, tmp_path / marts_warehouse.name))
     with duckdb.connect(str(warehouse)) as con:
-        con.execute("alter table marts.fct_revenue_daily rename column revenue to revenue_usd")
+        con.execute(f'alter table marts.{mart} rename column "{column}" to "{column}_renamed"')
     env = dev_env(warehouse, tmp_path / "data")
     with pytest.raises(site.DashboardsError) as failed:
         site.build(env)
     message = str(failed.value)
-    assert "source query sources/warehouse/shop_revenue_daily.sql" in message
-    assert "read by page(s) /shop" in message and "revenue" in message
+    assert f"source query sources/warehouse/{query_file}" in message
+    assert f"read by page(s) {page}" in message and column in message
     assert not site.site_dir(env).exists()  # nothing was built, nothing half-written
 
 
 def test_a_failing_page_query_names_the_page_and_the_query(marts_warehouse: Path, tmp_path: Path):
-    demo("shop")
+    page, queries = next((page, queries) for page, queries in sorted(site.page_queries().items()) if queries)
+    name = sorted(queries)[0]
     project = tmp_path / "dashboards"
-    for name in ("pages", "sources"):
-        shutil.copytree(site.PROJECT_DIR / name, project / name)
-    shop = project / "pages" / "shop" / "index.md"
-    shop.write_text(shop.read_text().replace("sum(revenue) as total_revenue", "sum(revenue_usd) as total_revenue"))
-    with pytest.raises(site.DashboardsError, match=r"page /shop, query `totals` failed: .*revenue_usd"):
+    for folder in ("pages", "sources"):
+        shutil.copytree(site.PROJECT_DIR / folder, project / folder)
+    markdown = project / "pages" / (f"{page.strip('/')}/index.md" if page != "/" else "index.md")
+    text = markdown.read_text()
+    body = text.index(f"```sql {name}\n") + len(f"```sql {name}\n")
+    markdown.write_text(
+        text[:body] + "select no_such_column_anywhere from range(1)\n" + text[text.index("```", body) :]
+    )
+    with pytest.raises(site.DashboardsError, match=rf"page {re.escape(page)}, query `{name}` failed: .*no_such_column"):
         site.check_queries(dev_env(marts_warehouse, tmp_path / "data"), project)
 
 
@@ -151,7 +150,7 @@ def test_deleting_a_source_deletes_its_paths_and_the_checks_stay_green(
     assert all(path.exists() for path in owned)
     for path in owned:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    warehouse = Path(shutil.copy(marts_warehouse, tmp_path / "warehouse.duckdb"))
+    warehouse = Path(shutil.copy(marts_warehouse, tmp_path / marts_warehouse.name))
     models = source_models(source)
     with duckdb.connect(str(warehouse)) as con:
         relations = con.execute("select table_schema, table_name, table_type from information_schema.tables")
@@ -180,7 +179,7 @@ def test_deleting_a_source_deletes_its_paths_and_the_checks_stay_green(
 
 def test_the_overview_counts_published_views_as_prod_readers_see_them(marts_warehouse: Path, tmp_path: Path):
     # Write-Audit-Publish: readers see `marts.<name>` as a view over the published slot schema
-    warehouse = Path(shutil.copy(marts_warehouse, tmp_path / "warehouse.duckdb"))
+    warehouse = Path(shutil.copy(marts_warehouse, tmp_path / marts_warehouse.name))
     every_mart = marts_in(marts_warehouse)
     mart = sorted(every_mart)[0]
     with duckdb.connect(str(warehouse)) as con:
