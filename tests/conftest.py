@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ class DemoRun:
 
     data_dir: Path
     summary: object  # orchestration.pipeline.RunSummary
+    seconds: float  # how long the run took
 
     @property
     def warehouse(self) -> Path:
@@ -86,10 +88,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         use_platform_env(monkeypatch, data_dir)
         monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster"))  # restored afterwards
         home = prepare_dagster_home(data_dir / "dagster")
+        started = time.monotonic()
         with dg.DagsterInstance.from_config(str(home)) as instance:
             summary = run_pipeline(instance=instance, log_level="WARNING")
     assert summary.ok, (summary.runs, summary.failed_steps, summary.checks_failed)
-    return DemoRun(data_dir, summary)
+    return DemoRun(data_dir, summary, time.monotonic() - started)
 
 
 @pytest.fixture(scope="session")
