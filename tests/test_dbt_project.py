@@ -11,11 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster_dbt import get_asset_key_for_model
 
 from orchestration.defs.dbt.assets import dbt_assets_for
 from orchestration.lib.asset_keys import raw_table_asset_key
@@ -118,10 +118,14 @@ def test_docs_generate_and_every_model_and_column_is_described(demo_run, tmp_pat
     assert undescribed == []
 
 
+# tests a duplicated row breaks, whatever the columns
+UNIQUE_TESTS = ("unique", "unique_combination_of_columns")
+
+
 def unique_source_test(project: dict, warehouse: Path) -> tuple[dict, dict]:
-    """The first `unique` test (by id) on a source whose raw table has rows, and that source."""
+    """The first uniqueness test (by id) of error severity on a source whose raw table has rows, and that source."""
     for _, node in sorted(project["nodes"].items()):
-        if node["resource_type"] != "test" or node.get("test_metadata", {}).get("name") != "unique":
+        if node["resource_type"] != "test" or node.get("test_metadata", {}).get("name") not in UNIQUE_TESTS:
             continue
         sources = [project["sources"][parent] for parent in node["depends_on"]["nodes"] if parent.startswith("source.")]
         if len(sources) != 1 or node["config"].get("where") or node["config"]["severity"].lower() != "error":
@@ -130,34 +134,39 @@ def unique_source_test(project: dict, warehouse: Path) -> tuple[dict, dict]:
         [(rows,)] = query(warehouse, f'select count(*) from "{source["schema"]}"."{source["identifier"]}"')
         if rows:
             return node, source
-    raise AssertionError("no unique test on a source with rows in the demo warehouse")
+    raise AssertionError("no uniqueness test on a source with rows in the demo warehouse")
+
+
+def models_downstream(project: dict, unique_id: str) -> set[str]:
+    """The names of every model downstream of a node, as dbt's child map has them."""
+    seen: set[str] = set()
+    frontier = [unique_id]
+    while frontier:
+        for child in project["child_map"][frontier.pop()]:
+            if child.startswith("model.") and child not in seen:
+                seen.add(child)
+                frontier.append(child)
+    return {project["nodes"][unique_id]["name"] for unique_id in seen}
 
 
 def test_failing_tests_block_the_assets_downstream_of_them(demo_raw_warehouse, tmp_path):
-    """A duplicated row in a raw table fails the `unique` source test on it: what lies downstream of that table is
-    not built; everything else is."""
+    """A duplicated row in a raw table fails a uniqueness test on that source: the models downstream of the source
+    are not built; every other model is."""
+    project = manifest()
     warehouse = copy_warehouse(demo_raw_warehouse, tmp_path)
-    test, source = unique_source_test(manifest(), warehouse)
+    test, source = unique_source_test(project, warehouse)
     raw_table = f'"{source["schema"]}"."{source["identifier"]}"'
     with duckdb.connect(str(warehouse)) as con:
         con.execute(f"insert into {raw_table} select * from {raw_table} limit 1")
     result = materialize_dbt(warehouse)
 
+    # a source's tests report on the extract asset the translator maps the source to
     raw_key = raw_table_asset_key(source["schema"], source["identifier"])
     failed = {(e.asset_key, e.check_name) for e in result.get_asset_check_evaluations() if not e.passed}
     assert (raw_key, test["name"]) in failed
     assert {key for key, _ in failed} == {raw_key}, failed
-    children = defaultdict(set)
-    for key, parents in dbt_models.asset_deps.items():
-        for parent in parents:
-            children[parent].add(key)
-    blocked: set[dg.AssetKey] = set()
-    frontier = [raw_key]
-    while frontier:
-        below = children[frontier.pop()] - blocked
-        blocked |= below
-        frontier += below
-    assert blocked, f"no model reads {raw_key.to_user_string()}"
+    blocked = {get_asset_key_for_model([dbt_models], name) for name in models_downstream(project, source["unique_id"])}
+    assert blocked, f"no model reads {raw_table}"
     materialized = {event.asset_key for event in result.get_asset_materialization_events()}
     assert materialized == set(dbt_models.keys) - blocked
 
