@@ -61,7 +61,7 @@ with open(out, "w") as file:
     json.dump({"expected": expected_counts(warehouse), "staging": staging}, file)
 sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[4:]]))
 """
-# a row of the summary table `elt run` prints: `│ raw_shop.orders │ 6,000 │`
+# a row of the summary table `elt run` prints: `│ raw_x.events │ 1,234 │`
 SUMMARY_ROW = re.compile(r"^\W*(?P<table>[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*)\W+(?P<rows>[\d,]+)\W*$")
 
 
