@@ -273,7 +273,7 @@ def test_a_day_without_objects_succeeds_on_a_fresh_warehouse(tmp_path: Path) -> 
     assert result.success
     [materialization] = result.asset_materializations_for_node("nasa_neows")
     assert materialization.metadata["rows_loaded"].value == materialization.metadata["dagster/row_count"].value == 0
-    # both tables exist, empty, so the dbt models over them build (tests/faults/test_empty_window.py runs dbt)
+    # both tables exist, empty, so the dbt models over them build (tests/faults/test_nasa_empty_window.py runs dbt)
     for table in ("asteroids", "asteroids__close_approach_data"):
         assert query(tmp_path / "w.duckdb", f"select count(*) from raw_nasa.{table}") == [(0,)]
     columns = {
