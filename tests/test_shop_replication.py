@@ -43,7 +43,7 @@ def _dbt(warehouse: Path, target_path: Path, *args: str) -> None:
 
 def _dbt_build(warehouse: Path, target_path: Path) -> None:
     """The shop models and their data tests, every order (the dev window lifted; the unit tests, which set the
-    window themselves, run with the whole project's `dbt build`: tests/test_dbt_project.py)."""
+    window themselves, run with the whole project's `dbt build` in the session's demo run, tests/conftest.py)."""
     _dbt(
         warehouse,
         target_path,
