@@ -4,6 +4,7 @@ imports from here (or from a fixtures module through conftest), never from anoth
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -92,6 +93,19 @@ def table_hashes(location: Path | str) -> dict[str, tuple[int, str]]:
             ).fetchone()
             for schema, table in tables
         }
+
+
+def expected_counts(warehouse: Path | str) -> dict[str, int]:
+    """Row counts a demo run lands, derived from the inputs: every source's fixtures module says what its demo lands
+    (`demo_row_counts(con)`); a source whose module says nothing leaves tables no count matches."""
+    expected: dict[str, int] = {}
+    modules = sorted(path.stem for path in Path(__file__).parent.glob("fixtures_*.py"))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for name in modules:
+            counts = getattr(importlib.import_module(f"tests.{name}"), "demo_row_counts", None)
+            if counts:
+                expected.update(counts(con))
+    return expected
 
 
 def relation_content(warehouse: Path | str, schemas: tuple[str, ...]) -> dict[str, tuple[int, int]]:

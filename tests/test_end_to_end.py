@@ -3,30 +3,12 @@ sources exactly as `elt run` does (the session's `demo_run`), then a second pass
 come from each source's fixtures module (`demo_row_counts`), derived from the inputs, not written down here; the
 test knows no source by name."""
 
-import importlib
-from pathlib import Path
-
 import dagster as dg
-import duckdb
 import pytest
 
 from orchestration.definitions import load_definitions
 from orchestration.pipeline import partitioned_assets, run_pipeline
-from tests.support import use_platform_env
-
-FIXTURE_MODULES = sorted(path.stem for path in Path(__file__).parent.glob("fixtures_*.py"))
-
-
-def expected_counts(warehouse: str) -> dict[str, int]:
-    """Row counts derived from the inputs: every source's fixtures module says what a demo run lands
-    (`demo_row_counts`); a source whose module says nothing leaves tables no count matches, and the test fails."""
-    expected: dict[str, int] = {}
-    with duckdb.connect(warehouse, read_only=True) as con:
-        for name in FIXTURE_MODULES:
-            counts = getattr(importlib.import_module(f"tests.{name}"), "demo_row_counts", None)
-            if counts:
-                expected.update(counts(con))
-    return expected
+from tests.support import expected_counts, use_platform_env
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ COUNT_AND_TEST = """
 import json, sys
 import duckdb
 import pytest
-from tests.test_end_to_end import expected_counts
+from tests.support import expected_counts
 
 warehouse, out, models = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 with duckdb.connect(warehouse, read_only=True) as con:
