@@ -41,7 +41,9 @@ from tests.support import free_port, use_platform_env
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 300
-SCHEDULE_WAIT_LIMIT_S = 65 * 60  # an hourly schedule always ticks within it
+# the schedule test waits for a real cron tick only when one is this close: the demo's schedules are hourly or daily,
+# and a suite (CI included) must not sit for up to an hour on one test
+SCHEDULE_WAIT_LIMIT_S = 5 * 60
 DBT = dg.AssetSelection.tag("dagster/kind/dbt", "")
 EXTRACT = (dg.AssetSelection.all().roots() - DBT).without_checks()  # every root of the graph dbt does not build
 IN_PROGRESS = [
@@ -439,14 +441,16 @@ def next_ticks(defs: dg.Definitions, after: datetime) -> list[tuple[datetime, dg
 @pytest.mark.slow
 def test_a_schedule_tick_launches_its_job(topology):
     """The schedule (running by default in prod) whose cron fires first after the daemon started: its tick launches
-    its job, which succeeds. Waits for that cron minute: up to an hour with hourly schedules."""
+    its job, which succeeds. Waits for that cron minute when it comes within SCHEDULE_WAIT_LIMIT_S of the daemon's
+    start, and skips (saying which tick and when) otherwise."""
     instance = topology.instance
     ticks = next_ticks(topology.defs, topology.started_at)
     if not ticks:
         pytest.skip("no schedule runs by default in prod")
     tick_at, schedule = ticks[0]
     if (tick_at - datetime.now(UTC)).total_seconds() > SCHEDULE_WAIT_LIMIT_S:
-        pytest.skip(f"the first schedule tick, {schedule.name} at {tick_at:%H:%M} UTC, is over an hour away")
+        limit = SCHEDULE_WAIT_LIMIT_S // 60
+        pytest.skip(f"the first schedule tick, {schedule.name} at {tick_at:%H:%M} UTC, is over {limit} minutes away")
     print(f"waiting for {schedule.name} at {tick_at:%H:%M} UTC")
 
     def the_run():
