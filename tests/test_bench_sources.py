@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.lib.environment import REPO_ROOT
+from tests.support import copy_repository
 
 SOURCES = ("files", "nasa", "shop", "hackernews")
-NOT_COPIED = (".venv/", "data/", "dbt_project/target/")
 GRAPH_STAGES = {"orchestration", "incremental", "noop", "automation"}  # the whole graph: files, nasa and shop
 SKIPPED_WITHOUT = {
     "files": {"csv"} | GRAPH_STAGES,
@@ -39,19 +38,6 @@ print(json.dumps({
     "imported": sorted(name for name in sys.modules if name.split(".")[:2][-1] in sys.argv[1:]),
 }))
 """
-
-
-def copy_repository(target: Path) -> None:
-    """The files git lists (tracked and untracked, not ignored) as they are in the work tree now."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO_ROOT, capture_output=True, check=True
-    ).stdout.decode()
-    for path in filter(None, listed.split("\0")):
-        source = REPO_ROOT / path
-        if path.startswith(NOT_COPIED) or not source.is_file():  # not a file: deleted in the work tree
-            continue
-        (target / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target / path)
 
 
 def delete_source(copy: Path, source: str) -> list[Path]:

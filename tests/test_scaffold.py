@@ -18,10 +18,10 @@ from click.testing import CliRunner, Result
 
 from orchestration.lib.environment import REPO_ROOT
 from orchestration.scaffold import KINDS, MAX_IDENTIFIER_LENGTH, new
+from tests.support import copy_repository
 
 # one source per kind: (name, table)
 SOURCES = {"rest": ("scaf_rest", "widgets"), "sql": ("scaf_sql", "accounts"), "files": ("scaf_files", "readings")}
-NOT_COPIED = (".venv/", "data/", "dbt_project/target/")
 # the platform's own rules, run in the copy over the new sources too: the asset graph's, and the import contracts
 PLATFORM_TESTS = ("tests/test_definitions.py", "tests/test_layers.py::test_the_code_keeps_every_contract")
 # runs in the copy: dump every asset key's parents, then run the tests in the same (warm) process
@@ -71,17 +71,6 @@ def scaffold(*args: str) -> Result:
 
 def run(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, **kwargs)
-
-
-def copy_repository(target: Path) -> None:
-    """The files git lists (tracked and untracked, not ignored) as they are in the work tree now."""
-    listed = run(["git", "ls-files", "-co", "--exclude-standard", "-z"], REPO_ROOT, check=True).stdout
-    for path in filter(None, listed.split("\0")):
-        source = REPO_ROOT / path
-        if path.startswith(NOT_COPIED) or not source.is_file():  # not a file: deleted in the work tree
-            continue
-        (target / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target / path)
 
 
 def git(copy: Path, *args: str) -> str:
