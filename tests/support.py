@@ -123,6 +123,40 @@ def relation_content(warehouse: Path | str, schemas: tuple[str, ...]) -> dict[st
         }
 
 
+# ---------------------------------------------------------------- pipeline passes
+
+
+def run_extracts(
+    instance: dg.DagsterInstance, selection: dg.AssetSelection, partitions: Mapping[str, list[str]] | None = None
+) -> tuple[object, list[str]]:
+    """One pass of the pipeline over `selection` (extract assets, no dbt), as `elt run` plans it: its RunSummary and
+    the failure descriptions of the steps that failed in it."""
+    from orchestration.pipeline import run_pipeline
+
+    before = {record.run_id for record in instance.get_runs()}
+    summary = run_pipeline(instance=instance, selection=selection, partitions=partitions, log_level="WARNING")
+    failures = []
+    for dagster_run in instance.get_runs():
+        if dagster_run.run_id in before:
+            continue
+        for record in instance.all_logs(dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+            data = record.dagster_event.step_failure_data
+            failures.append(data.user_failure_data.description if data.user_failure_data else data.error.message)
+    return summary, failures
+
+
+def variant_columns(warehouse: Path | str, schema: str) -> list[str]:
+    """dlt's variant columns (`<column>__v_<type>`) in `schema`: where a value of another type than declared landed."""
+    return [
+        f"{table}.{column}"
+        for table, column in query(
+            warehouse,
+            f"select table_name, column_name from information_schema.columns where table_schema = '{schema}'",
+        )
+        if "__v_" in column
+    ]
+
+
 # ---------------------------------------------------------------- prod (Write-Audit-Publish)
 
 

@@ -12,37 +12,15 @@ import dagster as dg
 import pytest
 
 from extract.hackernews.replay import HackerNewsReplay, recorded_items
-from orchestration.pipeline import RunSummary, run_pipeline
-from tests.support import query, use_platform_env
+from tests.support import query, run_extracts, use_platform_env, variant_columns
 
 # the extract asset alone: dbt's source tests on it are checks too, run by the dbt op, so leave checks out
 HACKERNEWS_ASSET = dg.AssetSelection.assets(dg.AssetKey(["raw_hackernews", "items"])).without_checks()
 
 
-def run(instance: dg.DagsterInstance) -> tuple[RunSummary, list[str]]:
-    """One pass of the pipeline over the Hacker News asset (no dbt), and the failure descriptions of its failed
-    steps."""
-    before = {record.run_id for record in instance.get_runs()}
-    summary = run_pipeline(instance=instance, selection=HACKERNEWS_ASSET, log_level="WARNING")
-    failures = []
-    for dagster_run in instance.get_runs():
-        if dagster_run.run_id in before:
-            continue
-        for record in instance.all_logs(dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-            data = record.dagster_event.step_failure_data
-            failures.append(data.user_failure_data.description if data.user_failure_data else data.error.message)
-    return summary, failures
-
-
-def variant_columns(warehouse: str, schema: str) -> list[str]:
-    return [
-        f"{table}.{column}"
-        for table, column in query(
-            warehouse,
-            f"select table_name, column_name from information_schema.columns where table_schema = '{schema}'",
-        )
-        if "__v_" in column
-    ]
+def run(instance: dg.DagsterInstance):
+    """One pass over the Hacker News asset (no dbt), and the failure descriptions of its failed steps."""
+    return run_extracts(instance, HACKERNEWS_ASSET)
 
 
 def test_hackernews_converts_the_known_spellings_and_fails_naming_item_column_value_and_day(

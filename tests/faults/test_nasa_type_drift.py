@@ -13,9 +13,8 @@ import dagster as dg
 import pytest
 
 from extract.nasa.replay import RECORDED_DIR, ReplayServer
-from orchestration.pipeline import RunSummary, run_pipeline
 from tests.fixtures_nasa import write_feed_days
-from tests.support import query, use_platform_env
+from tests.support import query, run_extracts, use_platform_env, variant_columns
 
 # the extract assets alone: dbt's source tests on them are checks too, run by the dbt op, so leave checks out
 NASA_KEY = dg.AssetKey(["raw_nasa", "asteroids"])
@@ -23,35 +22,9 @@ NASA_ASSET = dg.AssetSelection.assets(NASA_KEY).without_checks()
 REAL_DAY = "2018-09-05"
 
 
-def run(instance: dg.DagsterInstance, days: list[str]) -> tuple[RunSummary, list[str]]:
-    """One pass of the pipeline over the NeoWs asset for `days` (no dbt), and the failure descriptions of its
-    failed steps."""
-    before = {record.run_id for record in instance.get_runs()}
-    summary = run_pipeline(
-        instance=instance,
-        selection=NASA_ASSET,
-        partitions={NASA_KEY.to_user_string(): days},
-        log_level="WARNING",
-    )
-    failures = []
-    for dagster_run in instance.get_runs():
-        if dagster_run.run_id in before:
-            continue
-        for record in instance.all_logs(dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-            data = record.dagster_event.step_failure_data
-            failures.append(data.user_failure_data.description if data.user_failure_data else data.error.message)
-    return summary, failures
-
-
-def variant_columns(warehouse: str, schema: str) -> list[str]:
-    return [
-        f"{table}.{column}"
-        for table, column in query(
-            warehouse,
-            f"select table_name, column_name from information_schema.columns where table_schema = '{schema}'",
-        )
-        if "__v_" in column
-    ]
+def run(instance: dg.DagsterInstance, days: list[str]):
+    """One pass over the NeoWs asset for `days` (no dbt), and the failure descriptions of its failed steps."""
+    return run_extracts(instance, NASA_ASSET, {NASA_KEY.to_user_string(): days})
 
 
 def test_neows_converts_the_known_spellings_and_fails_the_partition_on_any_other_value(

@@ -10,26 +10,16 @@ import dagster as dg
 import psycopg
 import pytest
 
-from orchestration.pipeline import RunSummary, run_pipeline
 from tests.fixtures_shop import SMALL_SHOP
-from tests.support import query, use_platform_env
+from tests.support import query, run_extracts, use_platform_env
 
 # the extract assets alone: dbt's source tests on them are checks too, run by the dbt op, so leave checks out
 SHOP_ASSETS = dg.AssetSelection.groups("shop").without_checks()
 
 
-def run(instance: dg.DagsterInstance) -> tuple[RunSummary, list[str]]:
-    """One pass of the pipeline over the shop's assets (no dbt), and the failure descriptions of its failed steps."""
-    before = {record.run_id for record in instance.get_runs()}
-    summary = run_pipeline(instance=instance, selection=SHOP_ASSETS, log_level="WARNING")
-    failures = []
-    for dagster_run in instance.get_runs():
-        if dagster_run.run_id in before:
-            continue
-        for record in instance.all_logs(dagster_run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
-            data = record.dagster_event.step_failure_data
-            failures.append(data.user_failure_data.description if data.user_failure_data else data.error.message)
-    return summary, failures
+def run(instance: dg.DagsterInstance):
+    """One pass over the shop's assets (no dbt), and the failure descriptions of its failed steps."""
+    return run_extracts(instance, SHOP_ASSETS)
 
 
 def test_shop_column_retyped_in_postgres_fails_naming_table_column_and_value_and_keeps_the_raw_tables(
