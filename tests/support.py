@@ -200,6 +200,67 @@ def mart_models(manifest: Mapping) -> list[dict]:
     )
 
 
+# the macro that cuts a source to its last days in dev and branch (the dev data window)
+DEV_WINDOW_MACRO = ".limit_to_dev_window"
+
+
+def closure(manifest: dict, unique_id: str, direction: str = "child_map") -> set[str]:
+    """Every node downstream (`child_map`) or upstream (`parent_map`) of `unique_id`, itself left out."""
+    found, todo = set(), [unique_id]
+    while todo:
+        for other in manifest[direction].get(todo.pop(), []):
+            if other not in found:
+                found.add(other)
+                todo.append(other)
+    return found
+
+
+def cut_by_the_dev_window(manifest: dict, prod: Path, clone: Path) -> set[str]:
+    """Models a branch rebuild does not reproduce as prod has them: in dev and branch a source can be cut to its last
+    days (the dev data window). A view `elt branch create` recreated in the clone with fewer rows than prod's is cut
+    (so is a table that applies the window itself), and so is every node downstream of one."""
+    cut = set()
+    for unique_id, node in manifest["nodes"].items():
+        if node["resource_type"] != "model" or node["config"]["materialized"] == "ephemeral":
+            continue
+        if node["config"]["materialized"] == "view":
+            name = node.get("alias") or node["name"]
+            rows = f'select count(*) from "{node["schema"]}"."{name}"'
+            if query(prod, rows) != query(clone, rows):
+                cut.add(unique_id)
+        elif any(macro.endswith(DEV_WINDOW_MACRO) for macro in node["depends_on"]["macros"]):
+            cut.add(unique_id)
+    return cut.union(*(closure(manifest, unique_id) for unique_id in cut))
+
+
+def rebuilt_as_in_prod(manifest: dict, unique_id: str, cut: set[str]) -> bool:
+    """The model and everything its branch build runs (models and tests downstream) read only what the branch has as
+    prod has it."""
+    downstream = {unique_id} | closure(manifest, unique_id)
+    read = set().union(*(manifest["parent_map"].get(node, []) for node in downstream)) | downstream
+    return not read & cut
+
+
+def dbt_env(warehouse: Path) -> dict[str, str]:
+    """The variables profiles.yml reads, pointing the dev target at `warehouse`."""
+    return {"ELT_ENV": "dev", "ELT_DEV_DATABASE": str(warehouse), "ELT_DATA_DIR": str(warehouse.parent)}
+
+
+def run_dbt(*args: str, warehouse: Path, target_path: Path, env: dict[str, str] | None = None, check: bool = True):
+    """dbt from the shell, as a user runs it, with its own target and log folders (the checkout's are shared)."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(DBT_PROJECT_DIR)]
+        + ["--profiles-dir", str(REPO_ROOT), "--target-path", str(target_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **dbt_env(warehouse), "DBT_LOG_PATH": str(target_path / "logs"), **(env or {})},
+    )
+    if check:
+        assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr}"
+    return result
+
+
 def copy_project(target: Path) -> Path:
     """The dbt project as of now, with the flag slim CI needs across targets."""
     shutil.copytree(DBT_PROJECT_DIR, target, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))

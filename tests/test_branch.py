@@ -31,25 +31,23 @@ from orchestration.defs.branch.jobs import SWEEP_JOB, branch_sweep
 from orchestration.defs.branch.schedules import schedules
 from orchestration.lib.environment import EnvironmentConfigError, resolve
 from orchestration.lib.warehouse import WarehouseResource
-from tests.support import copy_project, copy_warehouse, elt, mart_models, query, table_hashes
+from tests.support import (
+    closure,
+    copy_project,
+    copy_warehouse,
+    cut_by_the_dev_window,
+    elt,
+    mart_models,
+    query,
+    rebuilt_as_in_prod,
+    table_hashes,
+)
 
 BRANCH = "7"
 NEW_MODEL = "branch_probe"
-DEV_WINDOW_MACRO = ".limit_to_dev_window"  # the macro that cuts a source to its last days in dev and branch
 
 
 # ---------------------------------------------------------------- what the manifest and the warehouse say
-
-
-def closure(manifest: dict, unique_id: str, direction: str = "child_map") -> set[str]:
-    """Every node downstream (`child_map`) or upstream (`parent_map`) of `unique_id`, itself left out."""
-    found, todo = set(), [unique_id]
-    while todo:
-        for other in manifest[direction].get(todo.pop(), []):
-            if other not in found:
-                found.add(other)
-                todo.append(other)
-    return found
 
 
 def relation(node: dict) -> str:
@@ -63,31 +61,6 @@ def content(warehouse: Path, relation_sql: str) -> tuple[int, str]:
         f"select count(*), md5(coalesce(string_agg(row::varchar, '|' order by row::varchar), '')) "
         f"from {relation_sql} as row",
     )[0]
-
-
-def cut_by_the_dev_window(manifest: dict, prod: Path, clone: Path) -> set[str]:
-    """Models a branch rebuild does not reproduce as prod has them: in dev and branch a source can be cut to its last
-    days (the dev data window). A view `elt branch create` recreated in the clone with fewer rows than prod's is cut
-    (so is a table that applies the window itself), and so is every node downstream of one."""
-    cut = set()
-    for unique_id, node in manifest["nodes"].items():
-        if node["resource_type"] != "model" or node["config"]["materialized"] == "ephemeral":
-            continue
-        if node["config"]["materialized"] == "view":
-            rows = f"select count(*) from {relation(node)}"
-            if query(prod, rows) != query(clone, rows):
-                cut.add(unique_id)
-        elif any(macro.endswith(DEV_WINDOW_MACRO) for macro in node["depends_on"]["macros"]):
-            cut.add(unique_id)
-    return cut.union(*(closure(manifest, unique_id) for unique_id in cut))
-
-
-def rebuilt_as_in_prod(manifest: dict, unique_id: str, cut: set[str]) -> bool:
-    """The model and everything its branch build runs (models and tests downstream) read only what the branch has as
-    prod has it."""
-    downstream = {unique_id} | closure(manifest, unique_id)
-    read = set().union(*(manifest["parent_map"].get(node, []) for node in downstream)) | downstream
-    return not read & cut
 
 
 def pick_mart(manifest: dict, cut: set[str]) -> dict:

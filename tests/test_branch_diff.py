@@ -41,28 +41,26 @@ from orchestration.branch.diff import (
     to_markdown,
 )
 from orchestration.lib.environment import REPO_ROOT, resolve
-from tests.support import copy_project, copy_warehouse, elt, mart_models, query, table_hashes
+from tests.support import (
+    closure,
+    copy_project,
+    copy_warehouse,
+    cut_by_the_dev_window,
+    elt,
+    mart_models,
+    query,
+    rebuilt_as_in_prod,
+    table_hashes,
+)
 
 BRANCH = "7"
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "branch.yml"
 NEW_COLUMN = "added_in_pr"
-DEV_WINDOW_MACRO = ".limit_to_dev_window"  # the macro that cuts a source to its last days in dev and branch
 NUMERIC = re.compile(r"(U?(TINY|SMALL|BIG|HUGE)?INT(EGER)?|FLOAT|REAL|DOUBLE|DECIMAL\(\d+,\d+\))")
 HARMLESS_TESTS = {"not_null", "positive_value"}  # still pass when a not-null positive value grows by 1
 
 
 # ---------------------------------------------------------------- what the manifest and the warehouse say
-
-
-def closure(manifest: dict, unique_id: str, direction: str = "child_map") -> set[str]:
-    """Every node downstream (`child_map`) or upstream (`parent_map`) of `unique_id`, itself left out."""
-    found, todo = set(), [unique_id]
-    while todo:
-        for other in manifest[direction].get(todo.pop(), []):
-            if other not in found:
-                found.add(other)
-                todo.append(other)
-    return found
 
 
 def models_in(unique_ids: set[str]) -> set[str]:
@@ -76,31 +74,6 @@ def relation(node: dict) -> str:
 
 def sql_name(node: dict) -> str:
     return f'"{node["schema"]}"."{node.get("alias") or node["name"]}"'
-
-
-def cut_by_the_dev_window(manifest: dict, prod: Path, clone: Path) -> set[str]:
-    """Models a branch rebuild does not reproduce as prod has them: in dev and branch a source can be cut to its last
-    days (the dev data window). A view `elt branch create` recreated in the clone with fewer rows than prod's is cut
-    (so is a table that applies the window itself), and so is every node downstream of one."""
-    cut = set()
-    for unique_id, node in manifest["nodes"].items():
-        if node["resource_type"] != "model" or node["config"]["materialized"] == "ephemeral":
-            continue
-        if node["config"]["materialized"] == "view":
-            rows = f"select count(*) from {sql_name(node)}"
-            if query(prod, rows) != query(clone, rows):
-                cut.add(unique_id)
-        elif any(macro.endswith(DEV_WINDOW_MACRO) for macro in node["depends_on"]["macros"]):
-            cut.add(unique_id)
-    return cut.union(*(closure(manifest, unique_id) for unique_id in cut))
-
-
-def rebuilt_as_in_prod(manifest: dict, unique_id: str, cut: set[str]) -> bool:
-    """The model and everything its branch build runs (models and tests downstream) read only what the branch has as
-    prod has it."""
-    downstream = {unique_id} | closure(manifest, unique_id)
-    read = set().union(*(manifest["parent_map"].get(node, []) for node in downstream)) | downstream
-    return not read & cut
 
 
 def is_leaf(manifest: dict, unique_id: str) -> bool:

@@ -8,9 +8,6 @@ Dagster instance that ran them) and `demo_raw_warehouse` (the raw tables alone);
 """
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -19,30 +16,10 @@ from dagster_dbt import get_asset_key_for_model
 
 from orchestration.defs.dbt.assets import dbt_assets_for
 from orchestration.lib.asset_keys import raw_table_asset_key
-from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT, resolve
-from tests.support import copy_warehouse, manifest, query
+from orchestration.lib.environment import resolve
+from tests.support import copy_warehouse, dbt_env, manifest, query, run_dbt
 
 dbt_models, _ = dbt_assets_for()
-
-
-def dbt_env(warehouse: Path) -> dict[str, str]:
-    """The variables profiles.yml reads, pointing the dev target at `warehouse`."""
-    return {"ELT_ENV": "dev", "ELT_DEV_DATABASE": str(warehouse), "ELT_DATA_DIR": str(warehouse.parent)}
-
-
-def run_dbt(*args: str, warehouse: Path, target_path: Path, env: dict[str, str] | None = None, check: bool = True):
-    """dbt from the shell, as a user runs it, with its own target and log folders (the checkout's are shared)."""
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(DBT_PROJECT_DIR)]
-        + ["--profiles-dir", str(REPO_ROOT), "--target-path", str(target_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, **dbt_env(warehouse), "DBT_LOG_PATH": str(target_path / "logs"), **(env or {})},
-    )
-    if check:
-        assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr}"
-    return result
 
 
 def materialize_dbt(warehouse: Path) -> dg.ExecuteInProcessResult:

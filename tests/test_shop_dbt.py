@@ -2,35 +2,16 @@
 an incremental build of `fct_orders` after new and updated orders gives exactly the table a full refresh gives.
 Expected values are computed in Python from the raw rows."""
 
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 
-from orchestration.lib.environment import DBT_PROJECT_DIR, REPO_ROOT
-from tests.support import copy_warehouse, query
+from tests.support import copy_warehouse, query, run_dbt
 
 DEV_WINDOW_DAYS = 90  # the default of var dev_window_days in dbt_project.yml
 ALL_ROWS = "{ignore_date_limits: true}"
-
-
-def run_dbt(*args: str, warehouse: Path, target_path: Path) -> None:
-    """dbt from the shell on the dev target `warehouse`, with its own target and log folders."""
-    env = {"ELT_ENV": "dev", "ELT_DEV_DATABASE": str(warehouse), "ELT_DATA_DIR": str(warehouse.parent)}
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(DBT_PROJECT_DIR)]
-        + ["--profiles-dir", str(REPO_ROOT), "--target-path", str(target_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, **env, "DBT_LOG_PATH": str(target_path / "logs")},
-    )
-    assert result.returncode == 0, f"dbt {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr}"
 
 
 def test_the_marts_hold_the_orders_of_the_dev_window(demo_run):
